@@ -1,0 +1,5 @@
+import sys
+
+from queuectl.cli import main
+
+sys.exit(main())

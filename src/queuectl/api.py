@@ -1,0 +1,103 @@
+"""The Python API: what the CLI does, importable.
+
+    from queuectl import Queue
+    q = Queue("/tmp/q.db")                 # or "postgresql://...", or None for the default
+    job_id = q.enqueue(command="make test", max_retries=2)
+    q.get(job_id).state                    # 'pending'
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from queuectl.config import KEYS
+from queuectl.models import Job, NewJob, parse_job_spec, validate_state
+from queuectl.store import Enqueued, JobStore, open_store
+from queuectl.timeutil import now
+
+
+class Queue:
+    def __init__(self, db: str | None = None, *, durable: bool = True):
+        self.store: JobStore = open_store(db, durable=durable)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Queue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def location(self) -> str:
+        return self.store.describe()
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def enqueue(self, command: str | None = None, **fields: Any) -> str:
+        """Enqueue one job; fields as in the JSON job spec. Returns its id (or, when a live job
+        with the same unique_key exists, that job's id)."""
+        spec = {"command": command, **fields} if command is not None else fields
+        return self.enqueue_specs([spec])[0].id
+
+    def enqueue_specs(self, specs: list[dict[str, Any]]) -> list[Enqueued]:
+        """Validate every spec first, then insert them all in one transaction."""
+        jobs = [with_default_cwd(parse_job_spec(s, i if len(specs) > 1 else None))
+                for i, s in enumerate(specs)]
+        return self.store.enqueue(jobs, now())
+
+    def get(self, job_id: str) -> Job:
+        return self.store.get(job_id)
+
+    def list(self, state: str | None = None, limit: int = 100) -> list[Job]:
+        if state is not None:
+            validate_state(state)
+        return self.store.list(state, limit)
+
+    def attempts(self, job_id: str) -> list[dict]:
+        self.store.get(job_id)
+        return self.store.attempts(job_id)
+
+    def counts(self) -> dict[str, int]:
+        return self.store.counts()
+
+    # -- dead letter queue ------------------------------------------------------------------
+
+    def dlq_list(self, limit: int = 1000) -> list[dict]:
+        return self.store.dlq_list(limit)
+
+    def dlq_retry(self, *job_ids: str) -> list[str]:
+        return self.store.dlq_retry(list(job_ids), now())
+
+    def dlq_retry_all(self) -> int:
+        return self.store.dlq_retry_all(now())
+
+    def dlq_purge(self) -> int:
+        return self.store.dlq_purge()
+
+    # -- config and workers -----------------------------------------------------------------
+
+    def config(self) -> dict[str, Any]:
+        return dict(self.store.settings().items())
+
+    def config_set(self, key: str, value: Any) -> Any:
+        return self.store.config_set(key, value)
+
+    def config_unset(self, key: str) -> None:
+        self.store.config_unset(key)
+
+    def workers(self) -> list[dict]:
+        lease = self.store.settings()["lease-seconds"]
+        return self.store.live_workers(now() - lease)
+
+
+def with_default_cwd(job: NewJob) -> NewJob:
+    """A job runs where it was enqueued unless it says otherwise, so `./build.sh` works."""
+    if job.cwd is None:
+        job.cwd = os.getcwd()
+    return job
+
+
+__all__ = ["Queue", "KEYS"]

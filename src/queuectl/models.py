@@ -1,0 +1,255 @@
+"""What a job is: its states, its fields, and the validation of a job spec a user hands us.
+
+Validation happens here, before any database is opened, so bad input never writes anything.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from queuectl.errors import InputError
+from queuectl.timeutil import iso, parse_duration, parse_iso
+
+PENDING, PROCESSING, COMPLETED, FAILED, DEAD, CANCELLED = (
+    "pending",
+    "processing",
+    "completed",
+    "failed",
+    "dead",
+    "cancelled",
+)
+STATES = (PENDING, PROCESSING, COMPLETED, FAILED, DEAD, CANCELLED)
+TERMINAL_STATES = frozenset({COMPLETED, DEAD, CANCELLED})
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}$")
+_QUEUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# Fields a user may set when enqueueing. The read-only fields of the published job format
+# (state, attempts, created_at, updated_at) are also accepted when they describe a new job, so
+# a job printed by `show --json` of another queue can be fed back in.
+SETTABLE_FIELDS = (
+    "id",
+    "command",
+    "max_retries",
+    "priority",
+    "queue",
+    "run_at",
+    "delay",
+    "timeout",
+    "cwd",
+    "env",
+    "unique_key",
+)
+READ_ONLY_FIELDS = ("state", "attempts", "created_at", "updated_at")
+
+
+@dataclass
+class NewJob:
+    """A validated job spec, ready to insert. `None` means "use the queue's default"."""
+
+    id: str | None
+    command: str
+    max_retries: int | None = None
+    priority: int = 0
+    queue: str = "default"
+    run_at: float | None = None
+    delay: float | None = None
+    timeout: float | None = None
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    unique_key: str | None = None
+
+
+@dataclass
+class Job:
+    """A row of the jobs table. Times are epoch seconds; `to_dict` renders them as ISO 8601."""
+
+    id: str
+    command: str
+    state: str
+    attempts: int
+    max_retries: int
+    created_at: float
+    updated_at: float
+    run_at: float
+    priority: int = 0
+    queue: str = "default"
+    timeout: float | None = None
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    unique_key: str | None = None
+    runs: int = 0
+    crashes: int = 0
+    last_error: str | None = None
+    exit_code: int | None = None
+    worker_id: str | None = None
+    host: str | None = None
+    lease_token: str | None = None
+    lease_expires_at: float | None = None
+    started_at: float | None = None
+    pgid: int | None = None
+    pgid_started: str | None = None
+    finished_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "command": self.command,
+            "state": self.state,
+            "attempts": self.attempts,
+            "max_retries": self.max_retries,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "next_run_at": iso(self.run_at) if self.state in (PENDING, FAILED) else None,
+            "finished_at": iso(self.finished_at),
+            "priority": self.priority,
+            "queue": self.queue,
+            "timeout": self.timeout,
+            "cwd": self.cwd,
+            "env": self.env,
+            "unique_key": self.unique_key,
+            "runs": self.runs,
+            "crashes": self.crashes,
+            "exit_code": self.exit_code,
+            "last_error": self.last_error,
+            "worker": self.worker_id,
+            "host": self.host,
+            "started_at": iso(self.started_at) if self.state == PROCESSING else None,
+            "lease_expires_at": iso(self.lease_expires_at) if self.state == PROCESSING else None,
+        }
+
+
+def new_job_id() -> str:
+    return secrets.token_hex(6)
+
+
+def validate_state(state: str) -> str:
+    if state not in STATES:
+        raise InputError(f"unknown state {state!r}; use one of: {', '.join(STATES)}")
+    return state
+
+
+def _where(index: int | None) -> str:
+    return "" if index is None else f"job #{index + 1}: "
+
+
+def _int(spec: dict, name: str, where: str, minimum: int | None = None) -> int | None:
+    value = spec.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{where}{name!r} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise InputError(f"{where}{name!r} must be >= {minimum}, got {value}")
+    return value
+
+
+def _str(spec: dict, name: str, where: str) -> str | None:
+    value = spec.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InputError(f"{where}{name!r} must be a string, got {value!r}")
+    return value
+
+
+def _seconds(spec: dict, name: str, where: str) -> float | None:
+    value = spec.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InputError(f"{where}{name!r} must be a number of seconds or a duration like 30s")
+    try:
+        seconds = float(value) if isinstance(value, int | float) else parse_duration(value)
+    except (ValueError, TypeError):
+        raise InputError(
+            f"{where}{name!r} must be a number of seconds or a duration like 30s, got {value!r}"
+        ) from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise InputError(f"{where}{name!r} must be a finite number >= 0, got {value!r}")
+    return seconds
+
+
+def parse_job_spec(spec: Any, index: int | None = None) -> NewJob:
+    """Turn one decoded JSON value into a NewJob, or raise InputError naming what is wrong."""
+    where = _where(index)
+    if not isinstance(spec, dict):
+        raise InputError(
+            f"{where}a job must be a JSON object like "
+            f'{{"command": "echo hi"}}, got {type(spec).__name__}'
+        )
+    unknown = sorted(set(spec) - set(SETTABLE_FIELDS) - set(READ_ONLY_FIELDS))
+    if unknown:
+        raise InputError(
+            f"{where}unknown field {unknown[0]!r}; known fields: {', '.join(SETTABLE_FIELDS)}"
+        )
+    if spec.get("state", PENDING) != PENDING:
+        raise InputError(f"{where}a new job's state can only be 'pending', got {spec['state']!r}")
+    if spec.get("attempts", 0) != 0:
+        raise InputError(f"{where}a new job's attempts can only be 0, got {spec['attempts']!r}")
+
+    command = spec.get("command")
+    if command is None:
+        raise InputError(f"{where}missing 'command' (the shell command to run)")
+    if not isinstance(command, str):
+        raise InputError(f"{where}'command' must be a string, got {command!r}")
+    if not command.strip():
+        raise InputError(f"{where}'command' is empty")
+    if "\0" in command:
+        raise InputError(f"{where}'command' contains a NUL byte")
+
+    job_id = _str(spec, "id", where)
+    if job_id is not None and not _ID.match(job_id):
+        raise InputError(
+            f"{where}'id' {job_id!r} is not valid: use 1-128 letters, digits or _.:@+- "
+            "starting with a letter or digit"
+        )
+
+    queue = _str(spec, "queue", where) or "default"
+    if not _QUEUE.match(queue):
+        raise InputError(f"{where}'queue' {queue!r} is not valid: use letters, digits or _.-")
+
+    run_at = None
+    if spec.get("run_at") is not None:
+        try:
+            run_at = parse_iso(_str(spec, "run_at", where) or "")
+        except ValueError as exc:
+            raise InputError(f"{where}'run_at': {exc}") from None
+
+    env = spec.get("env") or {}
+    if not isinstance(env, dict):
+        raise InputError(f"{where}'env' must be an object of NAME: value strings")
+    for name, value in env.items():
+        if not _ENV_NAME.match(name) or not isinstance(value, str) or "\0" in value:
+            raise InputError(f"{where}'env' entry {name!r} must be NAME: 'string value'")
+
+    cwd = _str(spec, "cwd", where)
+    if cwd is not None and not cwd.startswith("/"):
+        raise InputError(f"{where}'cwd' must be an absolute path, got {cwd!r}")
+
+    timeout = _seconds(spec, "timeout", where)
+    if timeout == 0:
+        raise InputError(f"{where}'timeout' must be > 0 (omit it for no timeout)")
+
+    unique_key = _str(spec, "unique_key", where)
+    if unique_key is not None and not unique_key:
+        raise InputError(f"{where}'unique_key' must not be empty")
+
+    priority = _int(spec, "priority", where)
+    return NewJob(
+        id=job_id,
+        command=command,
+        max_retries=_int(spec, "max_retries", where, minimum=0),
+        priority=0 if priority is None else priority,
+        queue=queue,
+        run_at=run_at,
+        delay=_seconds(spec, "delay", where),
+        timeout=timeout,
+        cwd=cwd,
+        env=dict(env),
+        unique_key=unique_key,
+    )

@@ -1,0 +1,81 @@
+"""Process-group facts and kills that do not fall for pid reuse.
+
+A job runs as the leader of its own session, so its pid is also its process-group id. To kill
+what is left of a job later (from another worker, after a crash), we record the leader's start
+time with the boot id; a pid that was reused by an unrelated process has another start time.
+Linux never hands out a pid that is still in use as a group id, so while any member of the
+job's group lives, the group id cannot name anybody else's group.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+_BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
+
+
+def _boot_id() -> str:
+    try:
+        with open(_BOOT_ID_PATH) as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown-boot"
+
+
+BOOT_ID = _boot_id()
+
+
+def start_stamp(pid: int) -> str | None:
+    """boot id + the process's start time in clock ticks, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return f"{BOOT_ID}:{int(fields[19])}"
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_same_group(pgid: int, recorded_stamp: str | None) -> bool:
+    """Whether the group `pgid` is still the one whose leader had `recorded_stamp`."""
+    if not recorded_stamp or not recorded_stamp.startswith(BOOT_ID + ":"):
+        return False  # recorded on another boot (or never): the pid means nothing now
+    stamp = start_stamp(pgid)
+    if stamp is not None:
+        return stamp == recorded_stamp  # leader alive: it must be the same process
+    # Leader gone: surviving members keep the group id reserved, so it is still ours.
+    return group_alive(pgid)
+
+
+def kill_group(pgid: int, grace: float = 2.0, is_reaped=None) -> None:
+    """SIGTERM the whole group, then SIGKILL whatever is still there after `grace` seconds."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    except PermissionError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if is_reaped is not None:
+            is_reaped()
+        if not group_alive(pgid):
+            return
+        time.sleep(0.02)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

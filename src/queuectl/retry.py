@@ -1,0 +1,19 @@
+"""The retry rule, pure: `delay = base ** attempts`, and when a failed job is dead instead."""
+
+from __future__ import annotations
+
+
+def backoff_delay(base: float, attempts: int) -> float:
+    """Seconds to wait before the next run, after `attempts` charged runs have failed.
+
+    The seed's example with base 2: after the 1st failure 2 s, after the 2nd 4 s, then 8 s.
+    """
+    return float(base) ** attempts
+
+
+def is_exhausted(attempts: int, max_retries: int) -> bool:
+    """True when a job that has failed `attempts` times has no retry left.
+
+    `max_retries` counts retries after the first run, so a job runs at most max_retries + 1 times.
+    """
+    return attempts > max_retries

@@ -1,0 +1,40 @@
+"""Named SQL blocks, one file per dialect, parsed once per process.
+
+A block starts with a line `-- name: NAME` and runs to the next such line. Blocks named
+`migration_N` are the schema, applied in order of N. Both dialect files must define the same
+names (tests/unit/test_sql.py checks it), so the store's logic is written once.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+
+_NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+
+
+def parse(text: str) -> dict[str, str]:
+    queries: dict[str, str] = {}
+    parts = _NAME_LINE.split(text)
+    # parts = [preamble, name1, body1, name2, body2, ...]
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        if name in queries:
+            raise ValueError(f"SQL block {name!r} is defined twice")
+        queries[name] = body.strip().rstrip(";").strip() if "migration_" not in name else body
+    return queries
+
+
+@cache
+def load(dialect: str) -> dict[str, str]:
+    text = resources.files(__package__).joinpath(f"{dialect}.sql").read_text(encoding="utf-8")
+    return parse(text)
+
+
+def migrations(dialect: str) -> list[tuple[int, str]]:
+    found = [
+        (int(name.removeprefix("migration_")), body)
+        for name, body in load(dialect).items()
+        if name.startswith("migration_")
+    ]
+    return sorted(found)

@@ -1,0 +1,231 @@
+-- SQLite dialect. Parameters are :named. Times are REAL seconds since the epoch (UTC).
+-- Every statement that changes a claimed job is guarded by `lease_token = :token AND
+-- state = 'processing'`: a worker that lost its lease changes nothing (see DECISIONS.md).
+
+-- name: migration_1
+CREATE TABLE queuectl_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE jobs (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,  -- FIFO order within a priority
+    id               TEXT NOT NULL UNIQUE,
+    command          TEXT NOT NULL,
+    state            TEXT NOT NULL CHECK (state IN
+                       ('pending', 'processing', 'completed', 'failed', 'dead', 'cancelled')),
+    attempts         INTEGER NOT NULL DEFAULT 0,   -- charged runs (crashes are not charged)
+    max_retries      INTEGER NOT NULL,
+    created_at       REAL NOT NULL,
+    updated_at       REAL NOT NULL,
+    run_at           REAL NOT NULL,                -- not claimed before this time
+    priority         INTEGER NOT NULL DEFAULT 0,
+    queue            TEXT NOT NULL DEFAULT 'default',
+    timeout          REAL,
+    cwd              TEXT,
+    env              TEXT,                         -- JSON object
+    unique_key       TEXT,
+    runs             INTEGER NOT NULL DEFAULT 0,   -- every start, charged or not
+    crashes          INTEGER NOT NULL DEFAULT 0,   -- runs lost with their worker
+    last_error       TEXT,
+    exit_code        INTEGER,
+    finished_at      REAL,
+    -- set while processing: who owns the job and the process group that runs it
+    worker_id        TEXT,
+    host             TEXT,
+    lease_token      TEXT,
+    lease_expires_at REAL,
+    started_at       REAL,
+    pgid             INTEGER,
+    pgid_started     TEXT                          -- boot id + start time: guards pid reuse
+);
+
+-- The claim walks this index in order and stops at the first due job.
+CREATE INDEX jobs_ready ON jobs (priority DESC, run_at, seq) WHERE state IN ('pending', 'failed');
+CREATE INDEX jobs_leases ON jobs (lease_expires_at) WHERE state = 'processing';
+CREATE INDEX jobs_by_state ON jobs (state, seq);
+CREATE UNIQUE INDEX jobs_unique_active ON jobs (unique_key)
+    WHERE unique_key IS NOT NULL AND state IN ('pending', 'failed', 'processing');
+
+-- The dead letter queue of the seed's drawing. A view, not a copy: a job has exactly one row
+-- and one state, so it can never be both in the DLQ and elsewhere, or lost between the two.
+CREATE VIEW dlq AS
+    SELECT id, command, attempts, max_retries, last_error, exit_code, crashes,
+           created_at, finished_at AS died_at, queue
+    FROM jobs WHERE state = 'dead';
+
+CREATE TABLE attempts (
+    job_id      TEXT NOT NULL,
+    run         INTEGER NOT NULL,
+    worker_id   TEXT,
+    host        TEXT,
+    started_at  REAL NOT NULL,
+    finished_at REAL NOT NULL,
+    outcome     TEXT NOT NULL,   -- completed, failed, crashed, released
+    exit_code   INTEGER,
+    error       TEXT,
+    PRIMARY KEY (job_id, run)
+);
+
+CREATE TABLE config (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE workers (
+    id             TEXT PRIMARY KEY,
+    host           TEXT NOT NULL,
+    pid            INTEGER NOT NULL,
+    pid_started    TEXT,                           -- boot id + start time: guards pid reuse
+    queues         TEXT,
+    started_at     REAL NOT NULL,
+    heartbeat_at   REAL NOT NULL,
+    stop_requested INTEGER NOT NULL DEFAULT 0
+);
+
+-- name: schema_table_exists
+SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'queuectl_meta'
+
+-- name: any_table_exists
+SELECT 1 FROM sqlite_master LIMIT 1
+
+-- name: schema_version
+SELECT value FROM queuectl_meta WHERE key = 'schema_version'
+
+-- name: set_schema_version
+INSERT INTO queuectl_meta (key, value) VALUES ('schema_version', :version)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value
+
+-- name: insert_job
+INSERT INTO jobs (id, command, state, attempts, max_retries, created_at, updated_at, run_at,
+                  priority, queue, timeout, cwd, env, unique_key)
+VALUES (:id, :command, 'pending', 0, :max_retries, :now, :now, :run_at,
+        :priority, :queue, :timeout, :cwd, :env, :unique_key)
+
+-- name: job_id_exists
+SELECT 1 FROM jobs WHERE id = :id
+
+-- name: claim_any
+UPDATE jobs
+SET state = 'processing', runs = runs + 1, worker_id = :worker_id, host = :host,
+    lease_token = :token, lease_expires_at = :lease_until, started_at = :now,
+    updated_at = :now, pgid = NULL, pgid_started = NULL
+WHERE seq = (
+    SELECT seq FROM jobs
+    WHERE state IN ('pending', 'failed') AND run_at <= :now
+    ORDER BY priority DESC, run_at, seq
+    LIMIT 1
+)
+RETURNING *
+
+-- name: set_job_process
+UPDATE jobs SET pgid = :pgid, pgid_started = :pgid_started
+WHERE id = :id AND lease_token = :token AND state = 'processing'
+
+-- name: renew_lease
+UPDATE jobs SET lease_expires_at = :lease_until
+WHERE id = :id AND lease_token = :token AND state = 'processing'
+
+-- name: finish_job
+UPDATE jobs
+SET state = :state, attempts = :attempts, run_at = :run_at, exit_code = :exit_code,
+    last_error = :error, finished_at = :finished_at, updated_at = :now, crashes = :crashes,
+    worker_id = NULL, host = NULL, lease_token = NULL, lease_expires_at = NULL,
+    pgid = NULL, pgid_started = NULL
+WHERE id = :id AND lease_token = :token AND state = 'processing'
+
+-- name: take_over_lost
+UPDATE jobs SET lease_token = :new_token, lease_expires_at = :lease_until, updated_at = :now
+WHERE id = :id AND lease_token = :token AND state = 'processing'
+  AND (lease_expires_at < :now OR worker_id = :dead_worker_id)
+
+-- name: jobs_of_worker
+SELECT * FROM jobs WHERE state = 'processing' AND worker_id = :worker_id
+
+-- name: workers_on_host
+SELECT id, pid, pid_started FROM workers WHERE host = :host
+
+-- name: expired_jobs
+SELECT * FROM jobs
+WHERE state = 'processing' AND lease_expires_at < :now
+ORDER BY lease_expires_at
+LIMIT 100
+
+-- name: insert_attempt
+INSERT INTO attempts (job_id, run, worker_id, host, started_at, finished_at, outcome,
+                      exit_code, error)
+VALUES (:job_id, :run, :worker_id, :host, :started_at, :finished_at, :outcome,
+        :exit_code, :error)
+ON CONFLICT (job_id, run) DO NOTHING
+
+-- name: get_job
+SELECT * FROM jobs WHERE id = :id
+
+-- name: list_jobs
+SELECT * FROM jobs ORDER BY seq DESC LIMIT :limit
+
+-- name: list_jobs_in_state
+SELECT * FROM jobs WHERE state = :state ORDER BY seq DESC LIMIT :limit
+
+-- name: count_by_state
+SELECT state, COUNT(*) AS n FROM jobs GROUP BY state
+
+-- name: job_attempts
+SELECT * FROM attempts WHERE job_id = :job_id ORDER BY run
+
+-- name: dlq_list
+SELECT * FROM dlq ORDER BY died_at DESC, id LIMIT :limit
+
+-- name: dlq_retry
+UPDATE jobs
+SET state = 'pending', attempts = 0, crashes = 0, run_at = :now, updated_at = :now,
+    finished_at = NULL
+WHERE id = :id AND state = 'dead'
+
+-- name: dlq_retry_all
+UPDATE jobs
+SET state = 'pending', attempts = 0, crashes = 0, run_at = :now, updated_at = :now,
+    finished_at = NULL
+WHERE state = 'dead'
+
+-- name: dlq_purge_attempts
+DELETE FROM attempts WHERE job_id IN (SELECT id FROM jobs WHERE state = 'dead')
+
+-- name: dlq_purge
+DELETE FROM jobs WHERE state = 'dead'
+
+-- name: config_all
+SELECT key, value FROM config ORDER BY key
+
+-- name: config_set
+INSERT INTO config (key, value) VALUES (:key, :value)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value
+
+-- name: config_unset
+DELETE FROM config WHERE key = :key
+
+-- name: register_worker
+INSERT INTO workers (id, host, pid, pid_started, queues, started_at, heartbeat_at)
+VALUES (:id, :host, :pid, :pid_started, :queues, :now, :now)
+
+-- name: worker_heartbeat
+UPDATE workers SET heartbeat_at = :now WHERE id = :id
+
+-- name: worker_stop_requested
+SELECT stop_requested FROM workers WHERE id = :id
+
+-- name: unregister_worker
+DELETE FROM workers WHERE id = :id
+
+-- name: request_stop
+UPDATE workers SET stop_requested = 1 WHERE heartbeat_at >= :alive_since
+
+-- name: live_workers
+SELECT w.*, j.id AS current_job, j.started_at AS job_started_at
+FROM workers w
+LEFT JOIN jobs j ON j.worker_id = w.id AND j.state = 'processing'
+WHERE w.heartbeat_at >= :alive_since
+ORDER BY w.started_at, w.id
+
+-- name: forget_dead_workers
+DELETE FROM workers WHERE heartbeat_at < :alive_since

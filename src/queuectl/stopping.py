@@ -1,0 +1,54 @@
+"""Stop requests by signal. Handlers only record what was asked; the worker loop acts on it.
+
+Doing the work inside a handler would run it at an arbitrary point of the loop (in the middle
+of a database transaction, say); a flag read at well-defined points cannot. A self-pipe given
+to signal.set_wakeup_fd wakes the loop's select() at once, so reacting costs no polling.
+
+First SIGINT/SIGTERM: warm stop (finish the running job, claim nothing new). Second: cold stop
+(kill the running job's process group and put the job back without charging an attempt).
+SIGUSR1 and SIGUSR2 are what the supervisor forwards: "at least warm" and "cold". They are
+idempotent, so a Ctrl-C that reaches both the supervisor and its workers (the terminal signals
+the whole foreground group) still counts once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+RUNNING, WARM, COLD = 0, 1, 2
+
+
+class StopRequests:
+    def __init__(self) -> None:
+        self.level = RUNNING
+        self.wake_fd, self._write_fd = os.pipe()
+        os.set_blocking(self.wake_fd, False)
+        os.set_blocking(self._write_fd, False)
+
+    def install(self) -> StopRequests:
+        signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        signal.signal(signal.SIGINT, self._counted)
+        signal.signal(signal.SIGTERM, self._counted)
+        signal.signal(signal.SIGUSR1, self._warm)
+        signal.signal(signal.SIGUSR2, self._cold)
+        return self
+
+    def _counted(self, signum, frame) -> None:
+        self.level = min(self.level + 1, COLD)
+
+    def _warm(self, signum, frame) -> None:
+        self.level = max(self.level, WARM)
+
+    def _cold(self, signum, frame) -> None:
+        self.level = COLD
+
+    def request(self, level: int) -> None:
+        self.level = max(self.level, level)
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.wake_fd, 512):
+                pass
+        except (BlockingIOError, OSError):
+            pass

@@ -1,0 +1,35 @@
+"""What the JobStore needs from a database: a handful of verbs over named queries.
+
+SQLiteConnector and PostgresConnector implement this; nothing above them knows which one it has.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+
+class Conflict(Exception):
+    """A uniqueness constraint refused a row (duplicate job id or unique key)."""
+
+
+class Connector(Protocol):
+    dialect: str
+
+    def execute(self, name: str, params: dict[str, Any] | None = None) -> int: ...
+
+    def fetch_one(self, name: str, params: dict[str, Any] | None = None) -> dict | None: ...
+
+    def fetch_all(self, name: str, params: dict[str, Any] | None = None) -> list[dict]: ...
+
+    def transaction(self) -> AbstractContextManager[None]: ...
+
+    def run_script(self, script: str) -> None: ...
+
+    def changed(self) -> bool:
+        """Whether anything may have been committed by others since the last call."""
+        ...
+
+    def close(self) -> None: ...
+
+    def describe(self) -> str: ...

@@ -1,0 +1,397 @@
+"""JobStore: every rule about jobs in the database, written once for both dialects.
+
+Each state change of a claimed job is one UPDATE guarded by the claim's lease token
+(`WHERE id = ? AND lease_token = ? AND state = 'processing'`). If the guard matches no row,
+the caller lost the job (its lease expired and another worker recovered it) and must change
+nothing; the methods return False/None for that instead of raising.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from queuectl import retry, sql
+from queuectl.config import Settings, get_key, parse_value
+from queuectl.errors import InputError, JobNotFound, QueueError
+from queuectl.models import (
+    COMPLETED,
+    DEAD,
+    FAILED,
+    PENDING,
+    STATES,
+    Job,
+    NewJob,
+    new_job_id,
+)
+from queuectl.store.connector import Conflict, Connector
+
+SCHEMA_VERSION = 1
+
+_JOB_FIELDS = set(Job.__dataclass_fields__)
+
+
+@dataclass
+class Enqueued:
+    id: str
+    duplicate: bool = False  # True: a live job with the same unique_key existed; id is its id
+
+
+@dataclass
+class WorkerIdentity:
+    id: str
+    host: str
+    pid: int
+    pid_started: str | None = None
+    queues: list[str] | None = None
+
+
+def row_to_job(row: dict) -> Job:
+    values = {k: v for k, v in row.items() if k in _JOB_FIELDS}
+    values["env"] = json.loads(row["env"]) if row.get("env") else {}
+    return Job(**values)
+
+
+class JobStore:
+    def __init__(self, db: Connector):
+        self.db = db
+
+    def close(self) -> None:
+        self.db.close()
+
+    def describe(self) -> str:
+        return self.db.describe()
+
+    # -- schema -----------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema. Safe when several processes start at once: the version
+        is read and written inside one writing transaction."""
+        if self._schema_version() == SCHEMA_VERSION:
+            return
+        with self.db.transaction():
+            version = self._schema_version()
+            if version is None and self.db.fetch_one("any_table_exists"):
+                raise QueueError(
+                    f"{self.db.describe()} is not a queuectl database (it holds other tables); "
+                    "point --db at a new file"
+                )
+            version = version or 0
+            if version > SCHEMA_VERSION:
+                raise QueueError(
+                    f"{self.db.describe()} has schema version {version}, newer than this "
+                    f"queuectl supports ({SCHEMA_VERSION}); upgrade queuectl"
+                )
+            for number, script in sql.migrations(self.db.dialect):
+                if number > version:
+                    self.db.run_script(script)
+            self.db.execute("set_schema_version", {"version": str(SCHEMA_VERSION)})
+
+    def _schema_version(self) -> int | None:
+        if not self.db.fetch_one("schema_table_exists"):
+            return None
+        row = self.db.fetch_one("schema_version")
+        return int(row["value"]) if row else None
+
+    # -- config -----------------------------------------------------------------------------
+
+    def settings(self) -> Settings:
+        return Settings({r["key"]: r["value"] for r in self.db.fetch_all("config_all")})
+
+    def config_set(self, name: str, text: str) -> Any:
+        value = parse_value(name, text)
+        with self.db.transaction():
+            stored = {r["key"]: r["value"] for r in self.db.fetch_all("config_all")}
+            stored[name] = str(value)
+            Settings(stored).check_timing()
+            self.db.execute("config_set", {"key": name, "value": str(value)})
+        return value
+
+    def config_unset(self, name: str) -> None:
+        get_key(name)
+        with self.db.transaction():
+            self.db.execute("config_unset", {"key": name})
+
+    # -- enqueue ----------------------------------------------------------------------------
+
+    def enqueue(self, specs: Iterable[NewJob], now: float) -> list[Enqueued]:
+        """Insert all jobs in one transaction: all of them, or (on any error) none."""
+        results: list[Enqueued] = []
+        with self.db.transaction():
+            default_retries = self.settings()["max-retries"]
+            for spec in specs:
+                results.append(self._insert(spec, now, default_retries))
+        return results
+
+    def _insert(self, spec: NewJob, now: float, default_retries: int) -> Enqueued:
+        job_id = spec.id or new_job_id()
+        if spec.id and self.db.fetch_one("job_id_exists", {"id": job_id}):
+            raise InputError(f"a job with id {job_id!r} already exists; choose another id")
+        run_at = spec.run_at if spec.run_at is not None else now + (spec.delay or 0)
+        params = {
+            "id": job_id,
+            "command": spec.command,
+            "max_retries": default_retries if spec.max_retries is None else spec.max_retries,
+            "now": now,
+            "run_at": run_at,
+            "priority": spec.priority,
+            "queue": spec.queue,
+            "timeout": spec.timeout,
+            "cwd": spec.cwd,
+            "env": json.dumps(spec.env) if spec.env else None,
+            "unique_key": spec.unique_key,
+        }
+        try:
+            self.db.execute("insert_job", params)
+        except Conflict:
+            if spec.id is None:  # a generated id collided: astronomically rare, try once more
+                return self._insert(NewJob(**{**spec.__dict__, "id": new_job_id()}), now,
+                                    default_retries)
+            raise InputError(f"a job with id {job_id!r} already exists; choose another id") \
+                from None
+        return Enqueued(job_id)
+
+    # -- the worker's path: claim, heartbeat, finish ------------------------------------------
+
+    def claim(self, worker: WorkerIdentity, now: float, lease_seconds: float) -> Job | None:
+        params = {
+            "worker_id": worker.id,
+            "host": worker.host,
+            "token": secrets.token_hex(8),
+            "lease_until": now + lease_seconds,
+            "now": now,
+        }
+        with self.db.transaction():
+            row = self.db.fetch_one("claim_any", params)
+        return row_to_job(row) if row else None
+
+    def set_process(self, job: Job, pgid: int, pgid_started: str | None) -> bool:
+        with self.db.transaction():
+            return self.db.execute(
+                "set_job_process",
+                {"id": job.id, "token": job.lease_token, "pgid": pgid,
+                 "pgid_started": pgid_started},
+            ) == 1
+
+    def renew_lease(self, job: Job, now: float, lease_seconds: float) -> bool:
+        """False means the job is no longer ours: stop it and record nothing."""
+        with self.db.transaction():
+            return self.db.execute(
+                "renew_lease",
+                {"id": job.id, "token": job.lease_token, "lease_until": now + lease_seconds},
+            ) == 1
+
+    def complete(self, job: Job, now: float, exit_code: int = 0) -> bool:
+        return self._finish(
+            job, now, state=COMPLETED, attempts=job.attempts + 1, run_at=job.run_at,
+            outcome="completed", exit_code=exit_code, error=None, finished=True,
+        )
+
+    def fail(self, job: Job, now: float, settings: Settings, exit_code: int | None,
+             error: str, outcome: str = "failed") -> str | None:
+        """Charge an attempt; retry after base ** attempts seconds, or dead when exhausted.
+        Returns the new state, or None if the job was no longer ours."""
+        attempts = job.attempts + 1
+        if retry.is_exhausted(attempts, job.max_retries):
+            state, run_at = DEAD, job.run_at
+        else:
+            state = FAILED
+            run_at = now + retry.backoff_delay(settings["backoff-base"], attempts)
+        done = self._finish(
+            job, now, state=state, attempts=attempts, run_at=run_at, outcome=outcome,
+            exit_code=exit_code, error=error, finished=state == DEAD,
+        )
+        return state if done else None
+
+    def release(self, job: Job, now: float, reason: str) -> bool:
+        """Put a job back without charging an attempt (cold stop)."""
+        return self._finish(
+            job, now, state=PENDING, attempts=job.attempts, run_at=now, outcome="released",
+            exit_code=None, error=reason, finished=False,
+        )
+
+    def _finish(self, job: Job, now: float, *, state: str, attempts: int, run_at: float,
+                outcome: str, exit_code: int | None, error: str | None, finished: bool,
+                crashes: int | None = None) -> bool:
+        with self.db.transaction():
+            changed = self.db.execute(
+                "finish_job",
+                {
+                    "id": job.id,
+                    "token": job.lease_token,
+                    "state": state,
+                    "attempts": attempts,
+                    "run_at": run_at,
+                    "exit_code": exit_code,
+                    "error": error,
+                    "finished_at": now if finished else None,
+                    "now": now,
+                    "crashes": job.crashes if crashes is None else crashes,
+                },
+            )
+            if changed != 1:
+                return False
+            self.db.execute(
+                "insert_attempt",
+                {
+                    "job_id": job.id,
+                    "run": job.runs,
+                    "worker_id": job.worker_id,
+                    "host": job.host,
+                    "started_at": job.started_at or now,
+                    "finished_at": now,
+                    "outcome": outcome,
+                    "exit_code": exit_code,
+                    "error": error,
+                },
+            )
+        return True
+
+    # -- recovery of jobs whose worker died ---------------------------------------------------
+
+    def recover_lost(
+        self,
+        now: float,
+        settings: Settings,
+        dead_worker_ids: Iterable[str] = (),
+        stop_leftovers: Callable[[Job], None] | None = None,
+    ) -> list[tuple[Job, str]]:
+        """Take back every job whose lease expired, or whose worker is known dead: pending
+        again without charging an attempt, or dead once it has lost `max-crashes` workers.
+        Returns (job, new state) pairs.
+
+        Two guarded steps per job. First the recovering worker takes the lease over (so the old
+        owner, if merely frozen, is fenced out from here on); then `stop_leftovers` kills what
+        is left of the old run (on this host); only then is the job made claimable, so a second
+        copy can never start while the first still runs here.
+        """
+        candidates = [(row, None) for row in self.db.fetch_all("expired_jobs", {"now": now})]
+        for worker_id in dead_worker_ids:
+            candidates += [
+                (row, worker_id)
+                for row in self.db.fetch_all("jobs_of_worker", {"worker_id": worker_id})
+            ]
+        recovered = []
+        for row, dead_worker_id in candidates:
+            job = row_to_job(row)
+            new_token = secrets.token_hex(8)
+            with self.db.transaction():
+                took = self.db.execute(
+                    "take_over_lost",
+                    {"id": job.id, "token": job.lease_token, "new_token": new_token,
+                     "lease_until": now + settings["lease-seconds"], "now": now,
+                     "dead_worker_id": dead_worker_id},
+                )
+            if took != 1:
+                continue  # renewed meanwhile, or another worker got there first
+            if stop_leftovers is not None:
+                stop_leftovers(job)
+            job.lease_token = new_token
+            crashes = job.crashes + 1
+            lost_too_often = crashes >= settings["max-crashes"]
+            state = DEAD if lost_too_often else PENDING
+            error = (
+                f"its worker died {crashes} times while running it (max-crashes "
+                f"{settings['max-crashes']}): the job may be killing its worker"
+                if lost_too_often
+                else "its worker died or stopped heartbeating; re-queued without charging "
+                "an attempt"
+            )
+            if self._finish(job, now, state=state, attempts=job.attempts, run_at=now,
+                            outcome="crashed", exit_code=None, error=error,
+                            finished=lost_too_often, crashes=crashes):
+                recovered.append((job, state))
+        return recovered
+
+    def workers_on_host(self, host: str) -> list[dict]:
+        return self.db.fetch_all("workers_on_host", {"host": host})
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job:
+        row = self.db.fetch_one("get_job", {"id": job_id})
+        if row is None:
+            raise JobNotFound(job_id)
+        job = row_to_job(row)
+        return job
+
+    def list(self, state: str | None = None, limit: int = 100) -> list[Job]:
+        if state is None:
+            rows = self.db.fetch_all("list_jobs", {"limit": limit})
+        else:
+            rows = self.db.fetch_all("list_jobs_in_state", {"state": state, "limit": limit})
+        return [row_to_job(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        found = {r["state"]: r["n"] for r in self.db.fetch_all("count_by_state")}
+        return {state: found.get(state, 0) for state in STATES}
+
+    def attempts(self, job_id: str) -> list[dict]:
+        return self.db.fetch_all("job_attempts", {"job_id": job_id})
+
+    # -- dead letter queue ------------------------------------------------------------------
+
+    def dlq_list(self, limit: int = 1000) -> list[dict]:
+        return self.db.fetch_all("dlq_list", {"limit": limit})
+
+    def dlq_retry(self, job_ids: list[str], now: float) -> list[str]:
+        """Make dead jobs pending again with a fresh retry budget (attempts reset to 0; the
+        attempt history is kept). All or nothing: an id that is not dead changes nothing."""
+        with self.db.transaction():
+            for job_id in job_ids:
+                if self.db.execute("dlq_retry", {"id": job_id, "now": now}) != 1:
+                    row = self.db.fetch_one("get_job", {"id": job_id})
+                    if row is None:
+                        raise JobNotFound(job_id)
+                    raise InputError(
+                        f"job {job_id!r} is {row['state']}, not dead; only jobs in the DLQ "
+                        "can be retried"
+                    )
+        return job_ids
+
+    def dlq_retry_all(self, now: float) -> int:
+        with self.db.transaction():
+            return self.db.execute("dlq_retry_all", {"now": now})
+
+    def dlq_purge(self) -> int:
+        with self.db.transaction():
+            self.db.execute("dlq_purge_attempts")
+            return self.db.execute("dlq_purge")
+
+    # -- workers ----------------------------------------------------------------------------
+
+    def register_worker(self, worker: WorkerIdentity, now: float) -> None:
+        with self.db.transaction():
+            self.db.execute(
+                "register_worker",
+                {"id": worker.id, "host": worker.host, "pid": worker.pid,
+                 "pid_started": worker.pid_started,
+                 "queues": ",".join(worker.queues) if worker.queues else None, "now": now},
+            )
+
+    def worker_heartbeat(self, worker_id: str, now: float) -> None:
+        with self.db.transaction():
+            self.db.execute("worker_heartbeat", {"id": worker_id, "now": now})
+
+    def stop_requested(self, worker_id: str) -> bool | None:
+        """None when the worker's row is gone (it was forgotten as dead while frozen)."""
+        row = self.db.fetch_one("worker_stop_requested", {"id": worker_id})
+        return None if row is None else bool(row["stop_requested"])
+
+    def unregister_worker(self, worker_id: str) -> None:
+        with self.db.transaction():
+            self.db.execute("unregister_worker", {"id": worker_id})
+
+    def request_stop(self, alive_since: float) -> int:
+        with self.db.transaction():
+            return self.db.execute("request_stop", {"alive_since": alive_since})
+
+    def live_workers(self, alive_since: float) -> list[dict]:
+        return self.db.fetch_all("live_workers", {"alive_since": alive_since})
+
+    def forget_dead_workers(self, alive_since: float) -> int:
+        with self.db.transaction():
+            return self.db.execute("forget_dead_workers", {"alive_since": alive_since})

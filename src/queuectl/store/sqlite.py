@@ -1,0 +1,128 @@
+"""The SQLite connector: one file, WAL mode, every writing transaction BEGIN IMMEDIATE.
+
+Why IMMEDIATE: a deferred transaction that reads first and writes later cannot upgrade its
+snapshot when another writer got in between, and fails with "database is locked" at once,
+whatever the busy timeout. Taking the write lock up front makes writers queue on the busy
+timeout instead, so concurrent CLI calls and workers never see that error.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from queuectl import sql
+from queuectl.errors import QueueError
+from queuectl.store.connector import Conflict
+
+BUSY_TIMEOUT_SECONDS = 60.0
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _split_statements(script: str) -> list[str]:
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip() and not current.strip().startswith("--"):
+        statements.append(current.strip())
+    return [s for s in statements if s.strip(" ;\n")]
+
+
+def _prepare_file(path: str) -> None:
+    """Create the file 0600 (and missing folders 0700) ourselves, so SQLite never creates a
+    world-readable queue; SQLite gives the -wal and -shm files the database file's mode."""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+class SQLiteConnector:
+    dialect = "sqlite"
+
+    def __init__(self, path: str, durable: bool = True):
+        """`durable` picks synchronous=FULL (every commit reaches the disk before we return) for
+        the CLI, whose enqueue must survive power loss; workers use NORMAL, where a power cut can
+        lose only their last state changes, which at worst re-runs a job (see DECISIONS.md)."""
+        self.path = path
+        self.queries = sql.load(self.dialect)
+        try:
+            _prepare_file(path)
+            self.conn = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+            )
+            self.conn.row_factory = sqlite3.Row
+            if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+        except PermissionError as exc:
+            raise QueueError(f"cannot open the queue database {path}: {exc.strerror}") from None
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise QueueError(f"cannot open the queue database {path}: {exc}") from None
+        self._in_transaction = False
+        self._data_version: int | None = None
+
+    # -- the handful of verbs the JobStore uses -------------------------------------------
+
+    def execute(self, name: str, params: dict[str, Any] | None = None) -> int:
+        return self._run(self.queries[name], params).rowcount
+
+    def fetch_one(self, name: str, params: dict[str, Any] | None = None) -> dict | None:
+        # fetchall, not fetchone: SQLite refuses to COMMIT while a RETURNING cursor is unread.
+        rows = self._run(self.queries[name], params).fetchall()
+        return dict(rows[0]) if rows else None
+
+    def fetch_all(self, name: str, params: dict[str, Any] | None = None) -> list[dict]:
+        return [dict(row) for row in self._run(self.queries[name], params).fetchall()]
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self._in_transaction:  # nested use joins the outer transaction
+            yield
+            return
+        self._run("BEGIN IMMEDIATE")
+        self._in_transaction = True
+        try:
+            yield
+        except BaseException:
+            self._in_transaction = False
+            self.conn.execute("ROLLBACK")
+            raise
+        self._in_transaction = False
+        self._run("COMMIT")
+
+    def run_script(self, script: str) -> None:
+        for statement in _split_statements(script):
+            self._run(statement)
+
+    def changed(self) -> bool:
+        """True when another connection committed since the last call: a cheap idle poll."""
+        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        changed = version != self._data_version
+        self._data_version = version
+        return changed
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def describe(self) -> str:
+        return os.path.abspath(self.path)
+
+    def _run(self, statement: str, params: dict[str, Any] | None = None) -> sqlite3.Cursor:
+        try:
+            return self.conn.execute(statement, params or {})
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(str(exc)) from None
+        except sqlite3.OperationalError as exc:
+            raise QueueError(f"database error on {self.path}: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            raise QueueError(f"{self.path} is not a usable queue database: {exc}") from None

@@ -1,0 +1,148 @@
+"""`worker start --count N`: fork N worker processes, forward stop signals, restart crashes.
+
+Each worker is its own process (not a thread): a job that kills its worker, or a crash in one,
+takes down one worker, which the supervisor restarts, while the others keep going. Children
+are forked before any database connection exists in them, and open their own.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sys
+import time
+
+from queuectl.log import log
+from queuectl.stopping import COLD, RUNNING, StopRequests
+
+RESTART_DELAYS = (0.5, 1, 2, 5, 10, 30)  # after consecutive crashes of one slot
+HEALTHY_AFTER_SECONDS = 60.0
+
+
+def _child_main(db: str, burst: bool, queues: list[str] | None, verbose: bool) -> int:
+    # Imported here so the supervisor itself stays small; the child pays the import once.
+    from queuectl.errors import QueueError
+    from queuectl.store import open_store
+    from queuectl.watchdog import Watchdog
+    from queuectl.worker import Worker, new_identity
+
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    watchdog = Watchdog()  # forked before any connection or job exists
+    stops = StopRequests().install()
+    try:
+        store = open_store(db, durable=False)
+    except QueueError as exc:
+        log("worker", f"error: {exc}")
+        watchdog.close()
+        return 1
+    try:
+        return Worker(store, new_identity(queues), stops=stops, watchdog=watchdog,
+                      verbose=verbose).run(burst=burst)
+    finally:
+        store.close()
+
+
+class Supervisor:
+    def __init__(self, db: str, count: int, *, burst: bool = False,
+                 queues: list[str] | None = None, verbose: bool = True):
+        self.db = db
+        self.count = count
+        self.burst = burst
+        self.queues = queues
+        self.verbose = verbose
+        self.children: dict[int, int] = {}  # pid -> slot
+        self.started_at: dict[int, float] = {}
+        self.crashes = [0] * count
+        self.restart_at: dict[int, float] = {}  # slot -> monotonic time
+        self.failed = False
+
+    def run(self) -> int:
+        stops = StopRequests().install()
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # just wake the select
+        forwarded = RUNNING
+        for slot in range(self.count):
+            self._spawn(slot)
+        self._say(f"started {self.count} worker process(es) on {self.db}; "
+                  "Ctrl-C once to stop after the running jobs, twice to stop now")
+        while self.children or (self.restart_at and stops.level == RUNNING):
+            timeout = 1.0
+            if self.restart_at:
+                timeout = max(0.0, min(self.restart_at.values()) - time.monotonic())
+            try:
+                select.select([stops.wake_fd], [], [], min(timeout, 1.0))
+            except InterruptedError:
+                pass
+            stops.drain()
+            if stops.level > forwarded:
+                forwarded = stops.level
+                self._forward(signal.SIGUSR2 if forwarded == COLD else signal.SIGUSR1)
+                self.restart_at.clear()
+            self._reap(stopping=stops.level != RUNNING)
+            if stops.level == RUNNING:
+                self._restart_due()
+        self._say("all workers stopped")
+        if stops.level == COLD:
+            return 1
+        return 1 if self.failed else 0
+
+    def _spawn(self, slot: int) -> None:
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = _child_main(self.db, self.burst, self.queues, self.verbose)
+            except BaseException as exc:  # noqa: BLE001 - a child must never return into our loop
+                log("worker", f"crashed: {exc!r}")
+            finally:
+                sys.stderr.flush()
+                os._exit(code)
+        self.children[pid] = slot
+        self.started_at[pid] = time.monotonic()
+
+    def _forward(self, signum: int) -> None:
+        for pid in list(self.children):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def _reap(self, stopping: bool) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                return
+            if pid == 0:
+                return
+            slot = self.children.pop(pid, None)
+            if slot is None:
+                continue
+            lived = time.monotonic() - self.started_at.pop(pid, time.monotonic())
+            code = os.waitstatus_to_exitcode(status)
+            if code == 0:
+                continue  # a clean stop (signal, `worker stop`, or --burst ran dry)
+            if stopping:
+                self.failed = True
+                continue
+            how = f"signal {-code}" if code < 0 else f"exit code {code}"
+            if lived > HEALTHY_AFTER_SECONDS:
+                self.crashes[slot] = 0
+            delay = RESTART_DELAYS[min(self.crashes[slot], len(RESTART_DELAYS) - 1)]
+            self.crashes[slot] += 1
+            self._say(f"worker process {pid} died ({how}); restarting it in {delay:g}s")
+            self.restart_at[slot] = time.monotonic() + delay
+
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        for slot, when in list(self.restart_at.items()):
+            if when <= now:
+                del self.restart_at[slot]
+                self._spawn(slot)
+
+    def _say(self, message: str) -> None:
+        if self.verbose:
+            log(f"supervisor {os.getpid()}", message)
