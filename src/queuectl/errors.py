@@ -17,3 +17,8 @@ class JobNotFound(QueueError):
     def __init__(self, job_id: str):
         super().__init__(f"no job with id {job_id!r} (see 'queuectl list')")
         self.job_id = job_id
+
+
+class DatabaseUnavailable(QueueError):
+    """The database server cannot be reached right now (restart, network). Workers wait and
+    retry; the connector reconnects on its next use."""
