@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from queuectl.config import KEYS
+from queuectl.errors import InputError
 from queuectl.models import Job, NewJob, parse_job_spec, validate_state
 from queuectl.store import Enqueued, JobStore, open_store
 from queuectl.timeutil import now
@@ -51,10 +52,11 @@ class Queue:
     def get(self, job_id: str) -> Job:
         return self.store.get(job_id)
 
-    def list(self, state: str | None = None, limit: int = 100) -> list[Job]:
+    def list(self, state: str | None = None, limit: int = 100,
+             queue: str | None = None) -> list[Job]:
         if state is not None:
             validate_state(state)
-        return self.store.list(state, limit)
+        return self.store.list(state, limit, queue)
 
     def attempts(self, job_id: str) -> list[dict]:
         self.store.get(job_id)
@@ -62,6 +64,27 @@ class Queue:
 
     def counts(self) -> dict[str, int]:
         return self.store.counts()
+
+    def cancel(self, *job_ids: str) -> dict[str, str]:
+        """Cancel jobs: a waiting one is cancelled at once, a running one is killed by its
+        worker. Every id is checked first, so an unknown id cancels nothing."""
+        for job_id in job_ids:
+            self.store.get(job_id)
+        return {job_id: self.store.cancel(job_id, now()) for job_id in job_ids}
+
+    def output(self, job_id: str, run: int | None = None) -> tuple[int, bytes]:
+        """(run number, what that run printed); the latest run unless `run` is given."""
+        from queuectl.capture import join_chunks
+
+        job = self.store.get(job_id)
+        run = job.runs if run is None else run
+        if run < 1 or run > job.runs:
+            raise InputError(f"job {job_id!r} has runs 1..{job.runs}, not {run}"
+                             if job.runs else f"job {job_id!r} has not run yet")
+        return run, join_chunks(self.store.output(job_id, run))
+
+    def purge(self, states: list[str], older_than: float, progress=None) -> int:
+        return self.store.purge(states, before=now() - older_than, progress=progress)
 
     # -- dead letter queue ------------------------------------------------------------------
 

@@ -1,6 +1,8 @@
-"""Bounded capture of a job's output: the head and the tail, with a marker for what was cut.
+"""Bounded capture of a job's output: the head and the tail, with the middle cut.
 
-A job may print gigabytes; the worker keeps at most `limit` bytes in memory whatever happens.
+A job may print gigabytes; the worker keeps at most `limit` bytes in memory whatever happens,
+and stores at most about that much per run. Bytes are addressed by their offset in the whole
+output, so the stored chunks show where a cut was: a gap between two chunks.
 """
 
 from __future__ import annotations
@@ -9,33 +11,70 @@ from __future__ import annotations
 class OutputCapture:
     def __init__(self, limit: int):
         self.limit = max(0, limit)
-        self._head_limit = self.limit // 2
-        self._tail_limit = self.limit - self._head_limit
-        self.head = bytearray()
-        self.tail = bytearray()
+        self.head_limit = self.limit // 2
+        self.tail_limit = self.limit - self.head_limit
+        self.head = bytearray()  # bytes [0, len(head))
+        self.tail = bytearray()  # bytes [total - len(tail), total), all after the head
         self.total = 0
+        self.stored_to = 0  # every byte before this offset was handed out by take_unstored()
 
     def feed(self, chunk: bytes) -> None:
         self.total += len(chunk)
-        room = self._head_limit - len(self.head)
+        room = self.head_limit - len(self.head)
         if room > 0:
             self.head += chunk[:room]
             chunk = chunk[room:]
-        if chunk and self._tail_limit:
-            self.tail += chunk
-            if len(self.tail) > self._tail_limit:
-                del self.tail[: len(self.tail) - self._tail_limit]
+        if chunk and self.tail_limit:
+            if len(chunk) >= self.tail_limit:
+                self.tail[:] = chunk[-self.tail_limit :]
+            else:
+                self.tail += chunk
+                if len(self.tail) > self.tail_limit:
+                    del self.tail[: len(self.tail) - self.tail_limit]
+
+    @property
+    def tail_start(self) -> int:
+        return self.total - len(self.tail)
 
     @property
     def dropped(self) -> int:
         return self.total - len(self.head) - len(self.tail)
 
+    def take_unstored(self) -> list[tuple[int, bytes]]:
+        """The (offset, bytes) chunks not handed out yet that are still worth keeping."""
+        chunks = []
+        if self.stored_to < len(self.head):
+            chunks.append((self.stored_to, bytes(self.head[self.stored_to :])))
+            self.stored_to = len(self.head)
+        start = max(self.stored_to, self.tail_start)
+        if start < self.total:
+            chunks.append((start, bytes(self.tail[start - self.tail_start :])))
+        self.stored_to = self.total
+        return chunks
+
     def getvalue(self) -> bytes:
-        if not self.dropped:
-            return bytes(self.head + self.tail)
-        marker = f"\n[... queuectl: {self.dropped} bytes of output cut here ...]\n".encode()
-        return bytes(self.head) + marker + bytes(self.tail)
+        return join_chunks([(0, bytes(self.head)), (self.tail_start, bytes(self.tail))])
 
     def last_line(self, width: int = 200) -> str:
         text = bytes(self.tail or self.head).decode("utf-8", "replace").strip()
         return text.splitlines()[-1][:width] if text else ""
+
+
+def cut_marker(missing: int) -> bytes:
+    return f"\n[... queuectl: {missing} bytes of output cut here ...]\n".encode()
+
+
+def join_chunks(chunks: list[tuple[int, bytes]], start: int = 0) -> bytes:
+    """Stored chunks back into one text, with a marker wherever bytes were cut."""
+    out = bytearray()
+    position = start
+    for offset, data in chunks:
+        if not data:
+            continue
+        if offset > position:
+            out += cut_marker(offset - position)
+        elif offset < position:  # overlap cannot happen, but never print a byte twice
+            data = data[position - offset :]
+        out += data
+        position = max(position, offset + len(data))
+    return bytes(out)

@@ -79,6 +79,17 @@ def build_parser() -> Parser:
     p.add_argument("--file", "-f", metavar="FILE",
                    help="read jobs from FILE: a JSON object, a JSON array or JSON Lines")
     p.add_argument("--max-retries", type=int, metavar="N", help="retries after the first run")
+    p.add_argument("--priority", type=int, metavar="N", help="higher runs first (default 0)")
+    p.add_argument("--queue", metavar="NAME", help="queue name (default 'default')")
+    p.add_argument("--delay", metavar="DURATION", help="do not run before 30s / 5m / 2h from now")
+    p.add_argument("--run-at", metavar="TIME", help="do not run before this ISO 8601 time")
+    p.add_argument("--timeout", metavar="DURATION",
+                   help="kill the job's processes after this long (30s, 5m); counts as a failure")
+    p.add_argument("--cwd", metavar="DIR", help="run in DIR (default: the current directory)")
+    p.add_argument("--env", action="append", metavar="NAME=VALUE", default=[],
+                   help="extra environment variable for the command (repeatable)")
+    p.add_argument("--unique-key", metavar="KEY",
+                   help="skip the enqueue if a job with this key is pending, failed or running")
     p.set_defaults(func=cmd_enqueue)
 
     worker = _command(sub, "worker", "start or stop workers", "queuectl worker start --count 4",
@@ -95,6 +106,8 @@ def build_parser() -> Parser:
                    help="number of worker processes (default 1)")
     p.add_argument("--burst", action="store_true",
                    help="exit once no job is ready instead of waiting for more")
+    p.add_argument("--queue", metavar="A,B",
+                   help="serve only these queues (comma-separated; default: all)")
     p.add_argument("--quiet", "-q", action="store_true", help="log nothing but errors")
     p.set_defaults(func=cmd_worker_start)
     p = _command(
@@ -116,6 +129,7 @@ def build_parser() -> Parser:
     p.add_argument("--state", metavar="STATE",
                    help="only jobs in STATE: pending, processing, completed, failed, dead, "
                    "cancelled")
+    p.add_argument("--queue", metavar="NAME", help="only jobs in this queue")
     p.add_argument("--limit", type=_positive_int, default=100, metavar="N",
                    help="at most N jobs (default 100)")
     p.set_defaults(func=cmd_list)
@@ -164,6 +178,42 @@ def build_parser() -> Parser:
                  "queuectl config unset backoff-base", parents=[db])
     p.add_argument("key", metavar="KEY")
     p.set_defaults(func=cmd_config_unset)
+
+    from queuectl import control
+
+    p = _command(sub, "logs", "print what a job's latest run (or --attempt N) printed",
+                 "queuectl logs job1   |   queuectl logs -f job1", parents=[db, as_json])
+    p.add_argument("job_id", metavar="ID")
+    p.add_argument("--attempt", type=_positive_int, metavar="N", help="that run instead")
+    p.add_argument("--follow", "-f", action="store_true",
+                   help="keep printing as the job runs, across retries, until it finishes "
+                   "(exit 0 if it completed, 1 if not)")
+    p.set_defaults(func=control.cmd_logs)
+
+    p = _command(sub, "cancel",
+                 "cancel jobs: a waiting job never runs; a running job's processes are killed",
+                 "queuectl cancel job1 job2", parents=[db, as_json])
+    p.add_argument("job_ids", nargs="+", metavar="ID")
+    p.add_argument("--no-wait", action="store_true",
+                   help="do not wait for running jobs to be killed")
+    p.set_defaults(func=control.cmd_cancel)
+
+    p = _command(sub, "wait",
+                 "block until the jobs are finished: exit 0 if all completed, 1 if any is dead "
+                 "or cancelled, 124 on timeout",
+                 "queuectl wait job1 job2 --timeout 600", parents=[db, as_json])
+    p.add_argument("job_ids", nargs="+", metavar="ID")
+    p.add_argument("--timeout", type=_non_negative_float, metavar="SECONDS",
+                   help="give up after this many seconds (default: wait forever)")
+    p.set_defaults(func=control.cmd_wait)
+
+    p = _command(sub, "purge", "delete finished jobs with their history and output",
+                 "queuectl purge --state completed --older-than 7d", parents=[db, as_json])
+    p.add_argument("--state", metavar="S[,S]",
+                   help="completed, dead and/or cancelled (default: completed,cancelled)")
+    p.add_argument("--older-than", metavar="DURATION",
+                   help="only jobs finished longer ago than this (7d, 12h; default: all)")
+    p.set_defaults(func=control.cmd_purge)
 
     p = _command(
         sub, "smoke-test",
@@ -250,20 +300,45 @@ def parse_jobs_text(text: str) -> list[Any]:
     return [value]
 
 
+def _flag_fields(args) -> dict[str, Any]:
+    """Enqueue flags as job-spec fields; they override the same fields in the JSON."""
+    fields: dict[str, Any] = {}
+    for flag in ("max_retries", "priority", "queue", "delay", "run_at", "timeout", "cwd",
+                 "unique_key"):
+        value = getattr(args, flag)
+        if value is not None:
+            fields[flag] = value
+    if "cwd" in fields:
+        fields["cwd"] = os.path.abspath(fields["cwd"])
+    if args.env:
+        env = {}
+        for item in args.env:
+            name, sep, value = item.partition("=")
+            if not sep or not name:
+                raise InputError(f"--env {item!r} must look like NAME=VALUE")
+            env[name] = value
+        fields["env"] = env
+    if "delay" in fields and "run_at" in fields:
+        raise InputError("give --delay or --run-at, not both")
+    return fields
+
+
 def cmd_enqueue(args) -> int:
     from queuectl.models import parse_job_spec
 
     specs = _read_jobs(args)
-    if args.max_retries is not None:
-        if args.max_retries < 0:
-            raise InputError(f"--max-retries must be >= 0, got {args.max_retries}")
-        specs = [{**s, "max_retries": args.max_retries} if isinstance(s, dict) else s
-                 for s in specs]
+    overrides = _flag_fields(args)
+    if overrides:
+        specs = [{**s, **overrides} if isinstance(s, dict) else s for s in specs]
     # Validate everything before opening the database: bad input writes nothing.
     for index, spec in enumerate(specs):
         parse_job_spec(spec, index if len(specs) > 1 else None)
     with _open(args) as queue:
         results = queue.enqueue_specs(specs)
+    for spec, result in zip(specs, results, strict=True):
+        if result.duplicate:
+            sys.stderr.write(f"queuectl: job {result.id} with unique_key "
+                             f"{spec.get('unique_key')!r} is already queued; not added again\n")
     if args.json:
         from queuectl.output import print_json
 
@@ -277,9 +352,19 @@ def cmd_worker_start(args) -> int:
     from queuectl.store import open_store, resolve_target
     from queuectl.supervisor import Supervisor
 
+    queues = None
+    if args.queue is not None:
+        from queuectl.models import parse_job_spec
+
+        queues = [q.strip() for q in args.queue.split(",") if q.strip()]
+        if not queues:
+            raise InputError("--queue needs at least one queue name")
+        for name in queues:
+            parse_job_spec({"command": "true", "queue": name})  # same rule as for jobs
     target = resolve_target(getattr(args, "db", None))
     open_store(target, durable=False).close()  # fail here, once, before forking
-    return Supervisor(target, args.count, burst=args.burst, verbose=not args.quiet).run()
+    return Supervisor(target, args.count, burst=args.burst, queues=queues,
+                      verbose=not args.quiet).run()
 
 
 def cmd_worker_stop(args) -> int:
@@ -370,7 +455,7 @@ def cmd_list(args) -> int:
 
         validate_state(args.state)
     with _open(args) as queue:
-        jobs = queue.list(args.state, args.limit)
+        jobs = queue.list(args.state, args.limit, args.queue)
     if args.json:
         print_json([j.to_dict() for j in jobs])
         return EXIT_OK
@@ -401,7 +486,7 @@ def cmd_show(args) -> int:
         print_json({**job.to_dict(), "history": history})
         return EXIT_OK
     for key, value in job.to_dict().items():
-        if value not in (None, {}, ""):
+        if value not in (None, {}, "", False):
             print(f"{key + ':':<18}{json.dumps(value) if isinstance(value, dict) else value}")
     if history:
         print()

@@ -21,6 +21,7 @@ class Key:
     minimum: float
     help: str
     duration: bool = False  # accepts 30s / 5m forms
+    maximum: float = float("inf")
 
 
 KEYS: dict[str, Key] = {
@@ -54,6 +55,37 @@ KEYS: dict[str, Key] = {
             duration=True,
         ),
         Key("max-crashes", 3, int, 1, "worker crashes during one job before the job is dead"),
+        Key(
+            "backoff-jitter",
+            0.0,
+            float,
+            0,
+            "random spread of retry delays: 0.2 means anywhere from 0.8x to 1.2x (0: exact)",
+            maximum=1,
+        ),
+        Key(
+            "job-timeout",
+            0.0,
+            float,
+            0,
+            "default timeout of a job that sets none, in seconds (0: no timeout)",
+            duration=True,
+        ),
+        Key(
+            "output-limit",
+            1 << 20,
+            int,
+            0,
+            "bytes of output kept per run: the first and last half, the middle cut",
+        ),
+        Key(
+            "retention",
+            0.0,
+            float,
+            0,
+            "workers delete completed and cancelled jobs older than this (0: keep forever)",
+            duration=True,
+        ),
     )
 }
 
@@ -74,6 +106,8 @@ def parse_value(name: str, text: Any) -> int | float:
         raise InputError(f"config {name!r} must be {kind}, got {text!r}") from None
     if not value >= key.minimum or value == float("inf"):
         raise InputError(f"config {name!r} must be >= {key.minimum:g}, got {text!r}")
+    if value > key.maximum:
+        raise InputError(f"config {name!r} must be <= {key.maximum:g}, got {text!r}")
     return value
 
 

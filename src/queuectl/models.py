@@ -94,6 +94,7 @@ class Job:
     pgid: int | None = None
     pgid_started: str | None = None
     finished_at: float | None = None
+    cancel_requested: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -120,6 +121,7 @@ class Job:
             "host": self.host,
             "started_at": iso(self.started_at) if self.state == PROCESSING else None,
             "lease_expires_at": iso(self.lease_expires_at) if self.state == PROCESSING else None,
+            "cancel_requested": bool(self.cancel_requested),
         }
 
 

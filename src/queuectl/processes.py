@@ -40,6 +40,7 @@ def start_stamp(pid: int) -> str | None:
 
 
 def group_alive(pgid: int) -> bool:
+    """Cheap: whether any process (a zombie counts) is still in the group."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -47,6 +48,27 @@ def group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def group_running(pgid: int) -> bool:
+    """Whether a live (non-zombie) process is still in the group. A killed background child
+    stays a zombie until its new parent (init) reaps it, which some inits do late; waiting for
+    zombies to vanish would cost the whole kill grace for nothing."""
+    if not group_alive(pgid):
+        return False
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        # fields[0] is the state, fields[2] the process group
+        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
 
 
 def is_same_group(pgid: int, recorded_stamp: str | None) -> bool:
@@ -72,7 +94,7 @@ def kill_group(pgid: int, grace: float = 2.0, is_reaped=None) -> None:
     while time.monotonic() < deadline:
         if is_reaped is not None:
             is_reaped()
-        if not group_alive(pgid):
+        if not group_running(pgid):
             return
         time.sleep(0.02)
     try:

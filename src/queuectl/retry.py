@@ -11,6 +11,13 @@ def backoff_delay(base: float, attempts: int) -> float:
     return float(base) ** attempts
 
 
+def jittered(delay: float, jitter: float, draw: float) -> float:
+    """Spread a delay by +-jitter (a fraction); `draw` is uniform in [0, 1), passed in so the
+    rule stays pure and testable. Jitter keeps many jobs that failed together from retrying
+    in lockstep; it is off by default so the seed's 2 s, 4 s, 8 s hold exactly."""
+    return delay * (1 - jitter + 2 * jitter * draw)
+
+
 def is_exhausted(attempts: int, max_retries: int) -> bool:
     """True when a job that has failed `attempts` times has no retry left.
 

@@ -10,7 +10,7 @@ import subprocess
 import time
 
 from queuectl.capture import OutputCapture
-from queuectl.processes import group_alive, kill_group, start_stamp
+from queuectl.processes import group_alive, group_running, kill_group, start_stamp
 
 KILL_GRACE_SECONDS = 2.0
 
@@ -86,9 +86,11 @@ class RunningJob:
             self.returncode = self.proc.poll()
         return self.returncode
 
-    def _read_available(self) -> None:
+    def _read_available(self, max_reads: int = 16) -> None:
+        """Read what the pipe holds, but at most max_reads * 64 KiB, so a job that prints
+        without pause cannot keep the worker from its heartbeat."""
         assert self._out_fd is not None
-        while True:
+        for _ in range(max_reads):
             try:
                 chunk = os.read(self._out_fd, 65536)
             except BlockingIOError:
@@ -97,6 +99,8 @@ class RunningJob:
                 self._close_output()
                 return
             self.output.feed(chunk)
+            if len(chunk) < 65536:
+                return
 
     def _close_output(self) -> None:
         if self.proc.stdout is not None:
@@ -106,7 +110,7 @@ class RunningJob:
     def finish(self) -> None:
         """After the command exited: stop anything it left in the background, take the
         rest of the output, and release the file descriptors."""
-        if group_alive(self.pgid):
+        if group_alive(self.pgid) and group_running(self.pgid):
             kill_group(self.pgid, KILL_GRACE_SECONDS)
         deadline = time.monotonic() + 1.0
         while self._out_fd is not None and time.monotonic() < deadline:
@@ -115,7 +119,7 @@ class RunningJob:
             except InterruptedError:
                 continue
             if ready:
-                self._read_available()
+                self._read_available(max_reads=1 << 20)
         if self._out_fd is not None:
             self._close_output()
         if self._exit_fd is not None:

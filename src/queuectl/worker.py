@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 import os
-import select
+import random
 import secrets
+import select
 import socket
 import time
 from collections.abc import Callable
@@ -23,6 +24,9 @@ from queuectl.watchdog import Watchdog
 
 IDLE_CHECK_SECONDS = 0.02  # how often an idle worker asks SQLite whether anything changed
 MAINTENANCE_SECONDS = 2.0  # recovery scan and stop-flag check, at the latest this often
+OUTPUT_FLUSH_SECONDS = 1.0  # how stale `logs -f` may be for a running job
+CANCEL_CHECK_SECONDS = 0.25  # a running job looks for a cancel at most this often
+RETENTION_EVERY_SECONDS = 60.0
 
 
 def new_identity(queues: list[str] | None = None) -> WorkerIdentity:
@@ -55,8 +59,8 @@ class Worker:
         self.clock = clock
         self.verbose = verbose
         self.settings = store.settings()
-        self._next_heartbeat = 0.0
         self._next_maintenance = 0.0
+        self._next_retention = 0.0
         self.jobs_done = 0
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -109,6 +113,16 @@ class Worker:
         self._check_stop_flag(now)
         self.store.worker_heartbeat(self.identity.id, now)
         self.recover(now)
+        self._apply_retention(now)
+
+    def _apply_retention(self, now: float) -> None:
+        keep = self.settings["retention"]
+        if not keep or now < self._next_retention:
+            return
+        self._next_retention = now + RETENTION_EVERY_SECONDS
+        deleted = self.store.purge(["completed", "cancelled"], before=now - keep)
+        if deleted:
+            self._say(f"retention: deleted {deleted} finished job(s) older than {keep:g}s")
 
     def recover(self, now: float) -> None:
         dead_here = [
@@ -146,56 +160,75 @@ class Worker:
         self._say(f"job {job.id} started (run {job.runs}): {job.command}")
         started = time.monotonic()
         try:
-            running = RunningJob(job.command, cwd=job.cwd, env=job.env)
+            running = RunningJob(job.command, cwd=job.cwd, env=job.env,
+                                 output_limit=self.settings["output-limit"])
         except StartFailed as exc:
             self._record_failure(job, 127, str(exc))
             return
         if self.watchdog is not None:
             self.watchdog.job_started(running.pgid, running.pgid_started)
         try:
-            outcome = self._supervise(job, running, started)
+            ended_by = self._supervise(job, running, started)
         finally:
             if self.watchdog is not None:
                 self.watchdog.job_ended(running.pgid)
-        if outcome is not None:
+        if ended_by is not None:
             return
         exit_code, error = describe_exit(running.returncode or 0)
         elapsed = time.monotonic() - started
         if error is None:
-            if self.store.complete(job, self.clock(), exit_code):
+            if self.store.complete(job, self.clock(), exit_code, output=running.output):
                 self._say(f"job {job.id} completed in {elapsed:.2f}s")
             else:
                 self._say(f"job {job.id} finished but was no longer ours; result discarded")
         else:
             last = running.output.last_line()
-            self._record_failure(job, exit_code, error + (f": {last}" if last else ""))
+            self._record_failure(job, exit_code, error + (f": {last}" if last else ""),
+                                 output=running.output)
 
     def _supervise(self, job: Job, running: RunningJob, started: float) -> str | None:
-        """Wait for the command while keeping the lease. Returns None when it exited by itself,
-        or what ended it otherwise ('cold', 'lost', 'timeout', already recorded)."""
+        """Wait for the command while keeping the lease, storing its output as it comes and
+        watching for a cold stop, a cancel, the timeout and a lost lease. Returns None when the
+        command exited by itself, else what ended it (already recorded)."""
         self.store.set_process(job, running.pgid, running.pgid_started)
-        next_beat = time.monotonic() + self.settings["heartbeat-seconds"]
-        deadline = started + job.timeout if job.timeout else None
+        now_mono = time.monotonic()
+        next_beat = now_mono + self.settings["heartbeat-seconds"]
+        next_flush = now_mono + OUTPUT_FLUSH_SECONDS
+        next_cancel_check = now_mono + CANCEL_CHECK_SECONDS
+        timeout = job.timeout or self.settings["job-timeout"] or None
+        deadline = started + timeout if timeout else None
+        self.store.db.changed()
         while running.poll() is None:
-            now_mono = time.monotonic()
-            wait = next_beat - now_mono
+            wait = min(next_beat, next_flush, next_cancel_check) - time.monotonic()
             if deadline is not None:
-                wait = min(wait, deadline - now_mono)
-            running.pump(timeout=min(wait, 1.0), wake_fds=(self.stops.wake_fd,))
+                wait = min(wait, deadline - time.monotonic())
+            running.pump(timeout=wait, wake_fds=(self.stops.wake_fd,))
             self.stops.drain()
             if running.poll() is not None:
                 break
+            now_mono = time.monotonic()
             if self.stops.level == COLD:
                 running.kill()
-                self.store.release(job, self.clock(), "released by a cold stop of its worker")
+                self.store.release(job, self.clock(), "released by a cold stop of its worker",
+                                   output=running.output)
                 self._say(f"job {job.id} killed by cold stop and put back (not charged)")
                 return "cold"
-            now_mono = time.monotonic()
             if deadline is not None and now_mono >= deadline:
                 running.kill()
-                self._record_failure(job, 124, f"timed out after {job.timeout:g}s",
-                                     outcome="timeout")
+                self._record_failure(job, 124, f"timed out after {timeout:g}s",
+                                     outcome="timeout", output=running.output)
                 return "timeout"
+            if now_mono >= next_cancel_check:
+                next_cancel_check = now_mono + CANCEL_CHECK_SECONDS
+                if self.store.db.changed() and self.store.cancel_requested(job):
+                    code = running.kill()
+                    self.store.finish_cancelled(job, self.clock(), describe_exit(code)[0],
+                                                output=running.output)
+                    self._say(f"job {job.id} cancelled while running; killed its processes")
+                    return "cancelled"
+            if now_mono >= next_flush:
+                next_flush = now_mono + OUTPUT_FLUSH_SECONDS
+                self._guarded(lambda: self.store.store_output(job, running.output))
             if now_mono >= next_beat:
                 next_beat = now_mono + self.settings["heartbeat-seconds"]
                 if not self._renew(job):
@@ -205,6 +238,13 @@ class Worker:
                     return "lost"
         running.finish()
         return None
+
+    def _guarded(self, action: Callable[[], object]) -> None:
+        """A side task (output flush) that must not kill the job when the database hiccups."""
+        try:
+            action()
+        except QueueError as exc:
+            self._say(f"could not store output yet ({exc}); will retry")
 
     def _renew(self, job: Job) -> bool:
         try:
@@ -216,16 +256,16 @@ class Worker:
             return True
 
     def _record_failure(self, job: Job, exit_code: int | None, error: str,
-                        outcome: str = "failed") -> None:
-        state = self.store.fail(job, self.clock(), self.settings, exit_code, error, outcome)
+                        outcome: str = "failed", output=None) -> None:
+        state = self.store.fail(job, self.clock(), self.settings, exit_code, error, outcome,
+                                output=output, draw=random.random())
         if state is None:
             self._say(f"job {job.id} failed but was no longer ours; result discarded")
         elif state == "dead":
             self._say(f"job {job.id} failed ({error}); no retries left: moved to the DLQ")
         else:
-            delay = self.settings["backoff-base"] ** (job.attempts + 1)
             self._say(f"job {job.id} failed ({error}); retry {job.attempts + 1}/"
-                      f"{job.max_retries} in {delay:g}s")
+                      f"{job.max_retries} scheduled")
 
     # -- waiting ----------------------------------------------------------------------------
 

@@ -83,6 +83,26 @@ CREATE TABLE workers (
     stop_requested INTEGER NOT NULL DEFAULT 0
 );
 
+-- name: migration_2
+-- Job options (issue 3): cancel requests, captured output, queue-aware claims, retention.
+ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE attempts ADD COLUMN output_bytes INTEGER;
+
+-- Output of each run, in chunks as the worker flushes them, so `logs -f` on any host can
+-- follow a running job. Only the head and the tail of a long output are kept: chunks that
+-- fall in the middle are deleted as the tail moves on (see capture.py).
+CREATE TABLE output_chunks (
+    job_id     TEXT NOT NULL,
+    run        INTEGER NOT NULL,
+    start_byte INTEGER NOT NULL,
+    data       BLOB NOT NULL,
+    PRIMARY KEY (job_id, run, start_byte)
+);
+
+CREATE INDEX jobs_ready_by_queue ON jobs (queue, priority DESC, run_at, seq)
+    WHERE state IN ('pending', 'failed');
+CREATE INDEX jobs_finished ON jobs (finished_at) WHERE state IN ('completed', 'dead', 'cancelled');
+
 -- name: schema_table_exists
 SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'queuectl_meta'
 
@@ -97,10 +117,19 @@ INSERT INTO queuectl_meta (key, value) VALUES ('schema_version', :version)
 ON CONFLICT (key) DO UPDATE SET value = excluded.value
 
 -- name: insert_job
+-- A live job (pending, failed or processing) with the same unique_key wins: nothing is
+-- inserted (rowcount 0) and the caller reports that job instead.
 INSERT INTO jobs (id, command, state, attempts, max_retries, created_at, updated_at, run_at,
                   priority, queue, timeout, cwd, env, unique_key)
 VALUES (:id, :command, 'pending', 0, :max_retries, :now, :now, :run_at,
         :priority, :queue, :timeout, :cwd, :env, :unique_key)
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
+                           AND state IN ('pending', 'failed', 'processing')
+DO NOTHING
+
+-- name: live_job_with_key
+SELECT id FROM jobs
+WHERE unique_key = :unique_key AND state IN ('pending', 'failed', 'processing')
 
 -- name: job_id_exists
 SELECT 1 FROM jobs WHERE id = :id
@@ -118,6 +147,20 @@ WHERE seq = (
 )
 RETURNING *
 
+-- name: claim_in_queues
+UPDATE jobs
+SET state = 'processing', runs = runs + 1, worker_id = :worker_id, host = :host,
+    lease_token = :token, lease_expires_at = :lease_until, started_at = :now,
+    updated_at = :now, pgid = NULL, pgid_started = NULL
+WHERE seq = (
+    SELECT seq FROM jobs
+    WHERE state IN ('pending', 'failed') AND run_at <= :now
+      AND queue IN (SELECT value FROM json_each(:queues))
+    ORDER BY priority DESC, run_at, seq
+    LIMIT 1
+)
+RETURNING *
+
 -- name: set_job_process
 UPDATE jobs SET pgid = :pgid, pgid_started = :pgid_started
 WHERE id = :id AND lease_token = :token AND state = 'processing'
@@ -126,12 +169,44 @@ WHERE id = :id AND lease_token = :token AND state = 'processing'
 UPDATE jobs SET lease_expires_at = :lease_until
 WHERE id = :id AND lease_token = :token AND state = 'processing'
 
+-- name: cancel_requested
+SELECT cancel_requested FROM jobs
+WHERE id = :id AND lease_token = :token AND state = 'processing'
+
+-- name: cancel_waiting_job
+UPDATE jobs
+SET state = 'cancelled', finished_at = :now, updated_at = :now,
+    last_error = 'cancelled by user'
+WHERE id = :id AND state IN ('pending', 'failed')
+
+-- name: request_cancel
+UPDATE jobs SET cancel_requested = 1, updated_at = :now
+WHERE id = :id AND state = 'processing'
+
+-- name: insert_output_chunk
+-- Only while the run still owns the job: a fenced-out worker stores nothing.
+INSERT INTO output_chunks (job_id, run, start_byte, data)
+SELECT :job_id, :run, :start_byte, :data
+WHERE EXISTS (SELECT 1 FROM jobs WHERE id = :job_id AND lease_token = :token
+                                   AND state = 'processing')
+ON CONFLICT (job_id, run, start_byte) DO NOTHING
+
+-- name: trim_output
+DELETE FROM output_chunks
+WHERE job_id = :job_id AND run = :run
+  AND start_byte >= :head_end AND start_byte + length(data) <= :tail_start
+
+-- name: output_chunks_since
+SELECT start_byte, data FROM output_chunks
+WHERE job_id = :job_id AND run = :run AND start_byte >= :from_byte
+ORDER BY start_byte
+
 -- name: finish_job
 UPDATE jobs
 SET state = :state, attempts = :attempts, run_at = :run_at, exit_code = :exit_code,
     last_error = :error, finished_at = :finished_at, updated_at = :now, crashes = :crashes,
     worker_id = NULL, host = NULL, lease_token = NULL, lease_expires_at = NULL,
-    pgid = NULL, pgid_started = NULL
+    pgid = NULL, pgid_started = NULL, cancel_requested = 0
 WHERE id = :id AND lease_token = :token AND state = 'processing'
 
 -- name: take_over_lost
@@ -153,9 +228,9 @@ LIMIT 100
 
 -- name: insert_attempt
 INSERT INTO attempts (job_id, run, worker_id, host, started_at, finished_at, outcome,
-                      exit_code, error)
+                      exit_code, error, output_bytes)
 VALUES (:job_id, :run, :worker_id, :host, :started_at, :finished_at, :outcome,
-        :exit_code, :error)
+        :exit_code, :error, :output_bytes)
 ON CONFLICT (job_id, run) DO NOTHING
 
 -- name: get_job
@@ -166,6 +241,12 @@ SELECT * FROM jobs ORDER BY seq DESC LIMIT :limit
 
 -- name: list_jobs_in_state
 SELECT * FROM jobs WHERE state = :state ORDER BY seq DESC LIMIT :limit
+
+-- name: list_jobs_in_queue
+SELECT * FROM jobs WHERE queue = :queue ORDER BY seq DESC LIMIT :limit
+
+-- name: list_jobs_in_state_and_queue
+SELECT * FROM jobs WHERE state = :state AND queue = :queue ORDER BY seq DESC LIMIT :limit
 
 -- name: count_by_state
 SELECT state, COUNT(*) AS n FROM jobs GROUP BY state
@@ -188,11 +269,26 @@ SET state = 'pending', attempts = 0, crashes = 0, run_at = :now, updated_at = :n
     finished_at = NULL
 WHERE state = 'dead'
 
--- name: dlq_purge_attempts
-DELETE FROM attempts WHERE job_id IN (SELECT id FROM jobs WHERE state = 'dead')
+-- name: purge_output
+-- purge_*: finished jobs older than a cut-off, oldest first, in bounded batches so a big purge
+-- never holds the write lock for long. Output, then history, then the jobs, in one transaction;
+-- the job rows go last so the three subqueries pick the same batch.
+DELETE FROM output_chunks WHERE job_id IN (
+    SELECT id FROM jobs
+    WHERE state IN (SELECT value FROM json_each(:states)) AND finished_at < :before
+    ORDER BY finished_at, seq LIMIT :limit)
 
--- name: dlq_purge
-DELETE FROM jobs WHERE state = 'dead'
+-- name: purge_attempts
+DELETE FROM attempts WHERE job_id IN (
+    SELECT id FROM jobs
+    WHERE state IN (SELECT value FROM json_each(:states)) AND finished_at < :before
+    ORDER BY finished_at, seq LIMIT :limit)
+
+-- name: purge_jobs
+DELETE FROM jobs WHERE id IN (
+    SELECT id FROM jobs
+    WHERE state IN (SELECT value FROM json_each(:states)) AND finished_at < :before
+    ORDER BY finished_at, seq LIMIT :limit)
 
 -- name: config_all
 SELECT key, value FROM config ORDER BY key

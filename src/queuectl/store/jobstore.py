@@ -15,21 +15,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from queuectl import retry, sql
+from queuectl.capture import OutputCapture
 from queuectl.config import Settings, get_key, parse_value
 from queuectl.errors import InputError, JobNotFound, QueueError
 from queuectl.models import (
+    CANCELLED,
     COMPLETED,
     DEAD,
     FAILED,
     PENDING,
     STATES,
+    TERMINAL_STATES,
     Job,
     NewJob,
     new_job_id,
 )
 from queuectl.store.connector import Conflict, Connector
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _JOB_FIELDS = set(Job.__dataclass_fields__)
 
@@ -145,13 +148,18 @@ class JobStore:
             "unique_key": spec.unique_key,
         }
         try:
-            self.db.execute("insert_job", params)
+            inserted = self.db.execute("insert_job", params)
         except Conflict:
             if spec.id is None:  # a generated id collided: astronomically rare, try once more
                 return self._insert(NewJob(**{**spec.__dict__, "id": new_job_id()}), now,
                                     default_retries)
             raise InputError(f"a job with id {job_id!r} already exists; choose another id") \
                 from None
+        if inserted == 0:  # a live job holds this unique_key
+            existing = self.db.fetch_one("live_job_with_key", {"unique_key": spec.unique_key})
+            if existing is None:  # pragma: no cover - the conflict row cannot vanish mid-txn
+                raise QueueError(f"unique_key {spec.unique_key!r} conflicted but no job holds it")
+            return Enqueued(existing["id"], duplicate=True)
         return Enqueued(job_id)
 
     # -- the worker's path: claim, heartbeat, finish ------------------------------------------
@@ -164,8 +172,12 @@ class JobStore:
             "lease_until": now + lease_seconds,
             "now": now,
         }
+        name = "claim_any"
+        if worker.queues:
+            name = "claim_in_queues"
+            params["queues"] = json.dumps(worker.queues)
         with self.db.transaction():
-            row = self.db.fetch_one("claim_any", params)
+            row = self.db.fetch_one(name, params)
         return row_to_job(row) if row else None
 
     def set_process(self, job: Job, pgid: int, pgid_started: str | None) -> bool:
@@ -184,39 +196,83 @@ class JobStore:
                 {"id": job.id, "token": job.lease_token, "lease_until": now + lease_seconds},
             ) == 1
 
-    def complete(self, job: Job, now: float, exit_code: int = 0) -> bool:
+    def cancel_requested(self, job: Job) -> bool:
+        row = self.db.fetch_one("cancel_requested", {"id": job.id, "token": job.lease_token})
+        return bool(row and row["cancel_requested"])
+
+    def store_output(self, job: Job, output: OutputCapture) -> None:
+        """Store what the run printed since the last call, while the run still owns the job,
+        and drop stored chunks that the tail has moved past."""
+        chunks = output.take_unstored()
+        if not chunks:
+            return
+        with self.db.transaction():
+            self._insert_chunks(job, output, chunks)
+
+    def _insert_chunks(self, job: Job, output: OutputCapture,
+                       chunks: list[tuple[int, bytes]]) -> None:
+        for start, data in chunks:
+            self.db.execute("insert_output_chunk", {
+                "job_id": job.id, "run": job.runs, "start_byte": start, "data": data,
+                "token": job.lease_token,
+            })
+        if output.dropped:
+            self.db.execute("trim_output", {
+                "job_id": job.id, "run": job.runs, "head_end": output.head_limit,
+                "tail_start": output.tail_start,
+            })
+
+    def complete(self, job: Job, now: float, exit_code: int = 0,
+                 output: OutputCapture | None = None) -> bool:
         return self._finish(
             job, now, state=COMPLETED, attempts=job.attempts + 1, run_at=job.run_at,
-            outcome="completed", exit_code=exit_code, error=None, finished=True,
+            outcome="completed", exit_code=exit_code, error=None, finished=True, output=output,
         )
 
     def fail(self, job: Job, now: float, settings: Settings, exit_code: int | None,
-             error: str, outcome: str = "failed") -> str | None:
-        """Charge an attempt; retry after base ** attempts seconds, or dead when exhausted.
-        Returns the new state, or None if the job was no longer ours."""
+             error: str, outcome: str = "failed", output: OutputCapture | None = None,
+             draw: float = 0.5) -> str | None:
+        """Charge an attempt; retry after base ** attempts seconds (spread by backoff-jitter,
+        with `draw` uniform in [0, 1)), or dead when exhausted. Returns the new state, or None
+        if the job was no longer ours."""
         attempts = job.attempts + 1
         if retry.is_exhausted(attempts, job.max_retries):
             state, run_at = DEAD, job.run_at
         else:
             state = FAILED
-            run_at = now + retry.backoff_delay(settings["backoff-base"], attempts)
+            delay = retry.backoff_delay(settings["backoff-base"], attempts)
+            run_at = now + retry.jittered(delay, settings["backoff-jitter"], draw)
         done = self._finish(
             job, now, state=state, attempts=attempts, run_at=run_at, outcome=outcome,
-            exit_code=exit_code, error=error, finished=state == DEAD,
+            exit_code=exit_code, error=error, finished=state == DEAD, output=output,
         )
         return state if done else None
 
-    def release(self, job: Job, now: float, reason: str) -> bool:
+    def release(self, job: Job, now: float, reason: str,
+                output: OutputCapture | None = None) -> bool:
         """Put a job back without charging an attempt (cold stop)."""
         return self._finish(
             job, now, state=PENDING, attempts=job.attempts, run_at=now, outcome="released",
-            exit_code=None, error=reason, finished=False,
+            exit_code=None, error=reason, finished=False, output=output,
+        )
+
+    def finish_cancelled(self, job: Job, now: float, exit_code: int | None,
+                         output: OutputCapture | None = None) -> bool:
+        """A running job killed because the user cancelled it."""
+        return self._finish(
+            job, now, state=CANCELLED, attempts=job.attempts, run_at=job.run_at,
+            outcome="cancelled", exit_code=exit_code, error="cancelled by user while running",
+            finished=True, output=output,
         )
 
     def _finish(self, job: Job, now: float, *, state: str, attempts: int, run_at: float,
                 outcome: str, exit_code: int | None, error: str | None, finished: bool,
-                crashes: int | None = None) -> bool:
+                crashes: int | None = None, output: OutputCapture | None = None) -> bool:
         with self.db.transaction():
+            if output is not None:  # guarded by the lease too: must precede finish_job
+                chunks = output.take_unstored()
+                if chunks:
+                    self._insert_chunks(job, output, chunks)
             changed = self.db.execute(
                 "finish_job",
                 {
@@ -246,6 +302,7 @@ class JobStore:
                     "outcome": outcome,
                     "exit_code": exit_code,
                     "error": error,
+                    "output_bytes": output.total if output is not None else None,
                 },
             )
         return True
@@ -293,6 +350,13 @@ class JobStore:
             crashes = job.crashes + 1
             lost_too_often = crashes >= settings["max-crashes"]
             state = DEAD if lost_too_often else PENDING
+            if row.get("cancel_requested"):
+                if self._finish(job, now, state=CANCELLED, attempts=job.attempts,
+                                run_at=job.run_at, outcome="cancelled", exit_code=None,
+                                error="cancelled by user; its worker was lost meanwhile",
+                                finished=True, crashes=crashes):
+                    recovered.append((job, CANCELLED))
+                continue
             error = (
                 f"its worker died {crashes} times while running it (max-crashes "
                 f"{settings['max-crashes']}): the job may be killing its worker"
@@ -318,12 +382,16 @@ class JobStore:
         job = row_to_job(row)
         return job
 
-    def list(self, state: str | None = None, limit: int = 100) -> list[Job]:
-        if state is None:
-            rows = self.db.fetch_all("list_jobs", {"limit": limit})
-        else:
-            rows = self.db.fetch_all("list_jobs_in_state", {"state": state, "limit": limit})
-        return [row_to_job(r) for r in rows]
+    def list(self, state: str | None = None, limit: int = 100,
+             queue: str | None = None) -> list[Job]:
+        params = {"state": state, "queue": queue, "limit": limit}
+        name = {
+            (False, False): "list_jobs",
+            (True, False): "list_jobs_in_state",
+            (False, True): "list_jobs_in_queue",
+            (True, True): "list_jobs_in_state_and_queue",
+        }[(state is not None, queue is not None)]
+        return [row_to_job(r) for r in self.db.fetch_all(name, params)]
 
     def counts(self) -> dict[str, int]:
         found = {r["state"]: r["n"] for r in self.db.fetch_all("count_by_state")}
@@ -357,9 +425,49 @@ class JobStore:
             return self.db.execute("dlq_retry_all", {"now": now})
 
     def dlq_purge(self) -> int:
+        return self.purge([DEAD], before=float("inf"))
+
+    def purge(self, states: list[str], before: float, batch: int = 1000,
+              progress: Callable[[int], None] | None = None) -> int:
+        """Delete finished jobs in `states` that finished before `before`, with their history
+        and output, in batches of `batch` (one short transaction each)."""
+        bad = [s for s in states if s not in TERMINAL_STATES]
+        if bad:
+            raise InputError(f"only finished jobs can be purged (completed, dead, cancelled), "
+                             f"not {bad[0]!r}")
+        params = {"states": json.dumps(states), "before": before, "limit": batch}
+        total = 0
+        while True:
+            with self.db.transaction():
+                self.db.execute("purge_output", params)
+                self.db.execute("purge_attempts", params)
+                deleted = self.db.execute("purge_jobs", params)
+            total += deleted
+            if progress is not None:
+                progress(total)
+            if deleted < batch:
+                return total
+
+    # -- cancel -----------------------------------------------------------------------------
+
+    def cancel(self, job_id: str, now: float) -> str:
+        """'cancelled' for a job that was waiting (it will never run), 'cancelling' for a
+        running one (its worker kills it and records it cancelled); raises for a finished
+        or unknown job."""
         with self.db.transaction():
-            self.db.execute("dlq_purge_attempts")
-            return self.db.execute("dlq_purge")
+            if self.db.execute("cancel_waiting_job", {"id": job_id, "now": now}) == 1:
+                return CANCELLED
+            if self.db.execute("request_cancel", {"id": job_id, "now": now}) == 1:
+                return "cancelling"
+            row = self.db.fetch_one("get_job", {"id": job_id})
+        if row is None:
+            raise JobNotFound(job_id)
+        raise QueueError(f"job {job_id!r} is already {row['state']}; nothing to cancel")
+
+    def output(self, job_id: str, run: int, from_byte: int = 0) -> list[tuple[int, bytes]]:
+        rows = self.db.fetch_all("output_chunks_since",
+                                 {"job_id": job_id, "run": run, "from_byte": from_byte})
+        return [(r["start_byte"], bytes(r["data"])) for r in rows]
 
     # -- workers ----------------------------------------------------------------------------
 
