@@ -30,7 +30,30 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
-def _command(sub, name: str, help_text: str, example: str, parents=(), **kw) -> Parser:
+class _Skipped:
+    """Stands in for the parser of a command this call does not run. Building every
+    subparser costs about 40 ms, more than all the rest of an enqueue, and each CLI call
+    is a new process; so only the command being run gets its full parser."""
+
+    required = False
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: self
+
+
+_wanted: str | None = None  # the top-level command of this call; None builds all
+
+
+def _top(sub, name: str, help_text: str, example: str, parents=(), **kw):
+    if _wanted is not None and name != _wanted:
+        sub.add_parser(name, help=help_text, add_help=False)
+        return _Skipped()
+    return _command(sub, name, help_text, example, parents, **kw)
+
+
+def _command(sub, name: str, help_text: str, example: str, parents=(), **kw):
+    if isinstance(sub, _Skipped):
+        return sub
     return sub.add_parser(
         name,
         help=help_text,
@@ -41,7 +64,10 @@ def _command(sub, name: str, help_text: str, example: str, parents=(), **kw) -> 
     )
 
 
-def build_parser() -> Parser:
+def build_parser(wanted: str | None = None) -> Parser:
+    """The parser; with `wanted`, other commands get only a name and a help line."""
+    global _wanted
+    _wanted = wanted
     db = Parser(add_help=False)
     db.add_argument(
         "--db",
@@ -67,7 +93,7 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 
-    p = _command(
+    p = _top(
         sub, "enqueue", "add jobs to the queue",
         "queuectl enqueue '{\"id\":\"job1\",\"command\":\"sleep 2\",\"max_retries\":2}'\n"
         "  queuectl enqueue --file jobs.jsonl      # a JSON array or JSON Lines, all or nothing\n"
@@ -92,7 +118,7 @@ def build_parser() -> Parser:
                    help="skip the enqueue if a job with this key is pending, failed or running")
     p.set_defaults(func=cmd_enqueue)
 
-    worker = _command(sub, "worker", "start or stop workers", "queuectl worker start --count 4",
+    worker = _top(sub, "worker", "start or stop workers", "queuectl worker start --count 4",
                       parents=[db])
     wsub = worker.add_subparsers(dest="worker_command", metavar="ACTION", parser_class=Parser)
     wsub.required = True
@@ -120,11 +146,11 @@ def build_parser() -> Parser:
                    help="how long to wait for the workers to exit (default 300; 0: do not wait)")
     p.set_defaults(func=cmd_worker_stop)
 
-    p = _command(sub, "status", "job counts per state and the active workers",
+    p = _top(sub, "status", "job counts per state and the active workers",
                  "queuectl status --json", parents=[db, as_json])
     p.set_defaults(func=cmd_status)
 
-    p = _command(sub, "list", "list jobs, newest first",
+    p = _top(sub, "list", "list jobs, newest first",
                  "queuectl list --state pending --limit 20", parents=[db, as_json])
     p.add_argument("--state", metavar="STATE",
                    help="only jobs in STATE: pending, processing, completed, failed, dead, "
@@ -134,12 +160,12 @@ def build_parser() -> Parser:
                    help="at most N jobs (default 100)")
     p.set_defaults(func=cmd_list)
 
-    p = _command(sub, "show", "one job: all its fields and its attempt history",
+    p = _top(sub, "show", "one job: all its fields and its attempt history",
                  "queuectl show job1", parents=[db, as_json])
     p.add_argument("job_id", metavar="ID")
     p.set_defaults(func=cmd_show)
 
-    dlq = _command(sub, "dlq", "the dead letter queue: jobs that exhausted their retries",
+    dlq = _top(sub, "dlq", "the dead letter queue: jobs that exhausted their retries",
                    "queuectl dlq list", parents=[db])
     dsub = dlq.add_subparsers(dest="dlq_command", metavar="ACTION", parser_class=Parser)
     dsub.required = True
@@ -158,7 +184,7 @@ def build_parser() -> Parser:
                  parents=[db, as_json])
     p.set_defaults(func=cmd_dlq_purge)
 
-    config = _command(sub, "config", "queue settings shared by every worker and CLI call",
+    config = _top(sub, "config", "queue settings shared by every worker and CLI call",
                       "queuectl config set max-retries 5", parents=[db])
     csub = config.add_subparsers(dest="config_command", metavar="ACTION", parser_class=Parser)
     csub.required = True
@@ -179,43 +205,41 @@ def build_parser() -> Parser:
     p.add_argument("key", metavar="KEY")
     p.set_defaults(func=cmd_config_unset)
 
-    from queuectl import control
-
-    p = _command(sub, "logs", "print what a job's latest run (or --attempt N) printed",
+    p = _top(sub, "logs", "print what a job's latest run (or --attempt N) printed",
                  "queuectl logs job1   |   queuectl logs -f job1", parents=[db, as_json])
     p.add_argument("job_id", metavar="ID")
     p.add_argument("--attempt", type=_positive_int, metavar="N", help="that run instead")
     p.add_argument("--follow", "-f", action="store_true",
                    help="keep printing as the job runs, across retries, until it finishes "
                    "(exit 0 if it completed, 1 if not)")
-    p.set_defaults(func=control.cmd_logs)
+    p.set_defaults(func=_later("control", "cmd_logs"))
 
-    p = _command(sub, "cancel",
+    p = _top(sub, "cancel",
                  "cancel jobs: a waiting job never runs; a running job's processes are killed",
                  "queuectl cancel job1 job2", parents=[db, as_json])
     p.add_argument("job_ids", nargs="+", metavar="ID")
     p.add_argument("--no-wait", action="store_true",
                    help="do not wait for running jobs to be killed")
-    p.set_defaults(func=control.cmd_cancel)
+    p.set_defaults(func=_later("control", "cmd_cancel"))
 
-    p = _command(sub, "wait",
+    p = _top(sub, "wait",
                  "block until the jobs are finished: exit 0 if all completed, 1 if any is dead "
                  "or cancelled, 124 on timeout",
                  "queuectl wait job1 job2 --timeout 600", parents=[db, as_json])
     p.add_argument("job_ids", nargs="+", metavar="ID")
     p.add_argument("--timeout", type=_non_negative_float, metavar="SECONDS",
                    help="give up after this many seconds (default: wait forever)")
-    p.set_defaults(func=control.cmd_wait)
+    p.set_defaults(func=_later("control", "cmd_wait"))
 
-    p = _command(sub, "purge", "delete finished jobs with their history and output",
+    p = _top(sub, "purge", "delete finished jobs with their history and output",
                  "queuectl purge --state completed --older-than 7d", parents=[db, as_json])
     p.add_argument("--state", metavar="S[,S]",
                    help="completed, dead and/or cancelled (default: completed,cancelled)")
     p.add_argument("--older-than", metavar="DURATION",
                    help="only jobs finished longer ago than this (7d, 12h; default: all)")
-    p.set_defaults(func=control.cmd_purge)
+    p.set_defaults(func=_later("control", "cmd_purge"))
 
-    p = _command(
+    p = _top(
         sub, "smoke-test",
         "run the whole lifecycle in a temporary database: a job that succeeds, one that "
         "fails, retries with backoff and lands in the DLQ; exit 0 only if all behaved",
@@ -223,6 +247,30 @@ def build_parser() -> Parser:
     )
     p.set_defaults(func=cmd_smoke_test)
     return parser
+
+
+def _later(module: str, function: str):
+    """A command function from another module, imported only when that command runs."""
+
+    def run(args):
+        import importlib
+
+        return getattr(importlib.import_module(f"queuectl.{module}"), function)(args)
+
+    return run
+
+
+def _command_word(argv: list[str]) -> str | None:
+    """The top-level command in argv, skipping the global --db option and its value."""
+    skip = False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token == "--db":
+            skip = True
+        elif not token.startswith("-"):
+            return token
+    return None
 
 
 def _positive_int(text: str) -> int:
@@ -607,7 +655,8 @@ def cmd_smoke_test(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_command_word(argv))
     args = parser.parse_args(argv)
     try:
         return args.func(args)

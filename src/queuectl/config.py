@@ -6,15 +6,14 @@ a key missing there has its default.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from queuectl.errors import InputError
+from queuectl.record import Record
 from queuectl.timeutil import parse_duration
 
 
-@dataclass(frozen=True)
-class Key:
+class Key(Record):
     name: str
     default: Any
     kind: type  # int or float

@@ -5,12 +5,12 @@ Validation happens here, before any database is opened, so bad input never write
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
-from dataclasses import dataclass, field
 from typing import Any
 
 from queuectl.errors import InputError
+from queuectl.record import Record
 from queuectl.timeutil import iso, parse_duration, parse_iso
 
 PENDING, PROCESSING, COMPLETED, FAILED, DEAD, CANCELLED = (
@@ -47,8 +47,7 @@ SETTABLE_FIELDS = (
 READ_ONLY_FIELDS = ("state", "attempts", "created_at", "updated_at")
 
 
-@dataclass
-class NewJob:
+class NewJob(Record):
     """A validated job spec, ready to insert. `None` means "use the queue's default"."""
 
     id: str | None
@@ -60,12 +59,11 @@ class NewJob:
     delay: float | None = None
     timeout: float | None = None
     cwd: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = {}
     unique_key: str | None = None
 
 
-@dataclass
-class Job:
+class Job(Record):
     """A row of the jobs table. Times are epoch seconds; `to_dict` renders them as ISO 8601."""
 
     id: str
@@ -80,7 +78,7 @@ class Job:
     queue: str = "default"
     timeout: float | None = None
     cwd: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = {}
     unique_key: str | None = None
     runs: int = 0
     crashes: int = 0
@@ -126,7 +124,7 @@ class Job:
 
 
 def new_job_id() -> str:
-    return secrets.token_hex(6)
+    return os.urandom(6).hex()
 
 
 def validate_state(state: str) -> str:

@@ -9,9 +9,8 @@ nothing; the methods return False/None for that instead of raising.
 from __future__ import annotations
 
 import json
-import secrets
+import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from queuectl import retry, sql
@@ -30,21 +29,25 @@ from queuectl.models import (
     NewJob,
     new_job_id,
 )
+from queuectl.record import Record
 from queuectl.store.connector import Conflict, Connector
 
 SCHEMA_VERSION = 2
 
-_JOB_FIELDS = set(Job.__dataclass_fields__)
+
+def _token() -> str:
+    """A claim's lease token: random, so no other claim can ever hold the same one."""
+    return os.urandom(8).hex()
+
+_JOB_FIELDS = set(Job._fields)
 
 
-@dataclass
-class Enqueued:
+class Enqueued(Record):
     id: str
     duplicate: bool = False  # True: a live job with the same unique_key existed; id is its id
 
 
-@dataclass
-class WorkerIdentity:
+class WorkerIdentity(Record):
     id: str
     host: str
     pid: int
@@ -151,7 +154,7 @@ class JobStore:
             inserted = self.db.execute("insert_job", params)
         except Conflict:
             if spec.id is None:  # a generated id collided: astronomically rare, try once more
-                return self._insert(NewJob(**{**spec.__dict__, "id": new_job_id()}), now,
+                return self._insert(NewJob(**{**spec.fields(), "id": new_job_id()}), now,
                                     default_retries)
             raise InputError(f"a job with id {job_id!r} already exists; choose another id") \
                 from None
@@ -168,7 +171,7 @@ class JobStore:
         params = {
             "worker_id": worker.id,
             "host": worker.host,
-            "token": secrets.token_hex(8),
+            "token": _token(),
             "lease_until": now + lease_seconds,
             "now": now,
         }
@@ -334,7 +337,7 @@ class JobStore:
         recovered = []
         for row, dead_worker_id in candidates:
             job = row_to_job(row)
-            new_token = secrets.token_hex(8)
+            new_token = _token()
             with self.db.transaction():
                 took = self.db.execute(
                     "take_over_lost",
