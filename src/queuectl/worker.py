@@ -61,6 +61,7 @@ class Worker:
         self.settings = store.settings()
         self._next_maintenance = 0.0
         self._next_retention = 0.0
+        self._lease_until = 0.0  # monotonic time our current job's lease surely lasts until
         self.jobs_done = 0
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -159,6 +160,7 @@ class Worker:
     def execute(self, job: Job) -> None:
         self._say(f"job {job.id} started (run {job.runs}): {job.command}")
         started = time.monotonic()
+        self._lease_until = started + self.settings["lease-seconds"]
         try:
             running = RunningJob(job.command, cwd=job.cwd, env=job.env,
                                  output_limit=self.settings["output-limit"])
@@ -177,7 +179,8 @@ class Worker:
         exit_code, error = describe_exit(running.returncode or 0)
         elapsed = time.monotonic() - started
         if error is None:
-            if self.store.complete(job, self.clock(), exit_code, output=running.output):
+            if self._durably(job, lambda: self.store.complete(job, self.clock(), exit_code,
+                                                                output=running.output)):
                 self._say(f"job {job.id} completed in {elapsed:.2f}s")
             else:
                 self._say(f"job {job.id} finished but was no longer ours; result discarded")
@@ -190,8 +193,9 @@ class Worker:
         """Wait for the command while keeping the lease, storing its output as it comes and
         watching for a cold stop, a cancel, the timeout and a lost lease. Returns None when the
         command exited by itself, else what ended it (already recorded)."""
-        self.store.set_process(job, running.pgid, running.pgid_started)
+        self._guarded(lambda: self.store.set_process(job, running.pgid, running.pgid_started))
         now_mono = time.monotonic()
+        self._lease_until = now_mono + self.settings["lease-seconds"]
         next_beat = now_mono + self.settings["heartbeat-seconds"]
         next_flush = now_mono + OUTPUT_FLUSH_SECONDS
         next_cancel_check = now_mono + CANCEL_CHECK_SECONDS
@@ -209,8 +213,9 @@ class Worker:
             now_mono = time.monotonic()
             if self.stops.level == COLD:
                 running.kill()
-                self.store.release(job, self.clock(), "released by a cold stop of its worker",
-                                   output=running.output)
+                self._durably(job, lambda: self.store.release(
+                    job, self.clock(), "released by a cold stop of its worker",
+                    output=running.output))
                 self._say(f"job {job.id} killed by cold stop and put back (not charged)")
                 return "cold"
             if deadline is not None and now_mono >= deadline:
@@ -221,9 +226,9 @@ class Worker:
             if now_mono >= next_cancel_check:
                 next_cancel_check = now_mono + CANCEL_CHECK_SECONDS
                 if self.store.db.changed() and self.store.cancel_requested(job):
-                    code = running.kill()
-                    self.store.finish_cancelled(job, self.clock(), describe_exit(code)[0],
-                                                output=running.output)
+                    exit_code = describe_exit(running.kill())[0]
+                    self._durably(job, lambda: self.store.finish_cancelled(
+                        job, self.clock(), exit_code, output=running.output))  # noqa: B023
                     self._say(f"job {job.id} cancelled while running; killed its processes")
                     return "cancelled"
             if now_mono >= next_flush:
@@ -250,17 +255,39 @@ class Worker:
         try:
             now = self.clock()
             self.store.worker_heartbeat(self.identity.id, now)
-            return self.store.renew_lease(job, now, self.settings["lease-seconds"])
+            renewed = self.store.renew_lease(job, now, self.settings["lease-seconds"])
         except QueueError as exc:
             self._say(f"heartbeat failed ({exc}); keeping the job and trying again")
             return True
+        if renewed:
+            self._lease_until = time.monotonic() + self.settings["lease-seconds"]
+        return renewed
+
+    def _durably(self, job: Job, record: Callable[[], object]) -> object:
+        """Record a run's result, retrying through a database outage for as long as our lease
+        could still be valid. Past that, another worker may already have recovered the job,
+        so we give up: the job is re-run (at-least-once), never lost and never stuck."""
+        delay = 0.25
+        while True:
+            try:
+                return record()
+            except QueueError as exc:
+                if time.monotonic() + delay > self._lease_until:
+                    self._say(f"could not record the result of job {job.id} before its lease "
+                              f"ran out ({exc}); it will be recovered and run again")
+                    return False
+                self._say(f"could not record the result of job {job.id} yet ({exc}); "
+                          f"retrying in {delay:g}s")
+                self._sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _record_failure(self, job: Job, exit_code: int | None, error: str,
                         outcome: str = "failed", output=None) -> None:
-        state = self.store.fail(job, self.clock(), self.settings, exit_code, error, outcome,
-                                output=output, draw=random.random())
-        if state is None:
-            self._say(f"job {job.id} failed but was no longer ours; result discarded")
+        state = self._durably(job, lambda: self.store.fail(
+            job, self.clock(), self.settings, exit_code, error, outcome, output=output,
+            draw=random.random()))
+        if state is None or state is False:
+            self._say(f"job {job.id} failed but its result could not be recorded as ours")
         elif state == "dead":
             self._say(f"job {job.id} failed ({error}); no retries left: moved to the DLQ")
         else:
