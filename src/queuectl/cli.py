@@ -311,7 +311,7 @@ def _read_jobs(args) -> list[Any]:
                 text = f.read()
         except OSError as exc:
             raise InputError(f"cannot read {args.file}: {exc.strerror}") from None
-    elif args.job == "-" or (args.job is None and not sys.stdin.isatty()):
+    elif args.job == "-":  # only when asked: never block on a stdin nobody writes to
         text = sys.stdin.read()
     elif args.job is not None:
         text = args.job

@@ -98,6 +98,9 @@ class Worker:
         self.maintain(now)
         if self.stops.level != RUNNING:
             return False
+        # Note the database's version before looking: a job enqueued after this point wakes
+        # the idle wait at once instead of waiting out poll-seconds.
+        self.store.db.changed()
         job = self.store.claim(self.identity, now, self.settings["lease-seconds"])
         if job is None:
             return False
@@ -241,6 +244,9 @@ class Worker:
                     self._say(f"job {job.id} lost its lease (another worker took it over); "
                               "killed it and recorded nothing")
                     return "lost"
+                # A busy worker still recovers others' lost jobs: with every worker on long
+                # jobs, nobody else would until one of them finished.
+                self._guarded(lambda: self.maintain(self.clock()))
         running.finish()
         return None
 
@@ -300,7 +306,6 @@ class Worker:
         """Sleep until something changed in the database, a signal came, or poll-seconds
         passed (jobs scheduled for later become due without any commit)."""
         give_up = time.monotonic() + self.settings["poll-seconds"]
-        self.store.db.changed()
         while self.stops.level == RUNNING and time.monotonic() < give_up:
             self._sleep(IDLE_CHECK_SECONDS)
             if self.store.db.changed():
