@@ -34,15 +34,23 @@ def describe_exit(returncode: int) -> tuple[int, str | None]:
     return returncode, f"exit code {returncode}"
 
 
+# The worker's QUEUECTL_DB may carry a database password; a job must not see it. The worker
+# hands the job its own QUEUECTL_DB instead, without the password (see Worker.execute).
+_PRIVATE_ENV = ("QUEUECTL_DB",)
+
+
+def job_environment(extra: dict | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
+    env.update(extra or {})
+    return env
+
+
 class RunningJob:
     def __init__(self, command: str, *, cwd: str | None = None, env: dict | None = None,
                  output_limit: int = 1 << 20):
         if cwd is not None and not os.path.isdir(cwd):
             raise StartFailed(f"working directory {cwd} does not exist")
-        full_env = None
-        if env:
-            full_env = dict(os.environ)
-            full_env.update(env)
+        full_env = job_environment(env)
         try:
             self.proc = subprocess.Popen(
                 command,

@@ -165,7 +165,7 @@ class Worker:
         started = time.monotonic()
         self._lease_until = started + self.settings["lease-seconds"]
         try:
-            running = RunningJob(job.command, cwd=job.cwd, env=job.env,
+            running = RunningJob(job.command, cwd=job.cwd, env=self._job_env(job),
                                  output_limit=self.settings["output-limit"])
         except StartFailed as exc:
             self._record_failure(job, 127, str(exc))
@@ -191,6 +191,17 @@ class Worker:
             last = running.output.last_line()
             self._record_failure(job, exit_code, error + (f": {last}" if last else ""),
                                  output=running.output)
+
+    def _job_env(self, job: Job) -> dict[str, str]:
+        """What the job learns about itself: which queue (so it can enqueue follow-up work
+        with a plain `queuectl enqueue`), its id and its run number. Never a password:
+        describe() leaves it out."""
+        return {
+            "QUEUECTL_DB": self.store.describe(),
+            "QUEUECTL_JOB_ID": job.id,
+            "QUEUECTL_RUN": str(job.runs),
+            **job.env,
+        }
 
     def _supervise(self, job: Job, running: RunningJob, started: float) -> str | None:
         """Wait for the command while keeping the lease, storing its output as it comes and
