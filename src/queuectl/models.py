@@ -233,7 +233,9 @@ def parse_job_spec(spec: Any, index: int | None = None) -> NewJob:
                 f"{where}'run_at' must be between 1970 and 9999, got {spec['run_at']!r}"
             )
 
-    env = spec.get("env") or {}
+    env = spec.get("env")
+    if env is None:
+        env = {}
     if not isinstance(env, dict):
         raise InputError(f"{where}'env' must be an object of NAME: value strings")
     for name, value in env.items():
