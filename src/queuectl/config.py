@@ -21,6 +21,9 @@ class Key:
     minimum: float
     help: str
     duration: bool = False  # accepts 30s / 5m forms
+    # Past this, values stop fitting: max-retries must fit the jobs table's integer column,
+    # and now + lease-seconds must still be a date `show` can print.
+    maximum: float = 2**31 - 1
 
 
 KEYS: dict[str, Key] = {
@@ -72,8 +75,10 @@ def parse_value(name: str, text: Any) -> int | float:
     except (ValueError, TypeError):
         kind = "an integer" if key.kind is int else "a number"
         raise InputError(f"config {name!r} must be {kind}, got {text!r}") from None
-    if not value >= key.minimum or value == float("inf"):
+    if not value >= key.minimum:
         raise InputError(f"config {name!r} must be >= {key.minimum:g}, got {text!r}")
+    if not value <= key.maximum:
+        raise InputError(f"config {name!r} must be <= {key.maximum:.0f}, got {text!r}")
     return value
 
 
