@@ -111,7 +111,8 @@ SET state = 'processing', runs = runs + 1, worker_id = :worker_id, host = :host,
     lease_token = :token, lease_expires_at = :lease_until, started_at = :now,
     updated_at = :now, pgid = NULL, pgid_started = NULL
 WHERE seq = (
-    SELECT seq FROM jobs
+    -- INDEXED BY: left alone, the planner seeks jobs_by_state and sorts every ready job
+    SELECT seq FROM jobs INDEXED BY jobs_ready
     WHERE state IN ('pending', 'failed') AND run_at <= :now
     ORDER BY priority DESC, run_at, seq
     LIMIT 1
