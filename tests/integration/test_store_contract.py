@@ -409,7 +409,7 @@ def test_the_old_owner_stays_fenced_after_the_job_is_claimed_again(store):
         (1, "crashed"), (2, "completed")]
 
 
-def test_recovery_is_done_once_when_two_workers_race(store, db):
+def test_a_lost_job_is_recovered_once_when_two_workers_look(store, db):
     from queuectl.store import open_store
 
     store.enqueue([new("a")], T0)
