@@ -53,10 +53,13 @@ class OutputCapture:
         return chunks
 
     def getvalue(self) -> bytes:
-        return join_chunks([(0, bytes(self.head)), (self.tail_start, bytes(self.tail))])
+        marker = cut_marker(self.dropped) if self.dropped else b""
+        return bytes(self.head) + marker + bytes(self.tail)
 
     def last_line(self, width: int = 200) -> str:
-        text = bytes(self.tail or self.head).decode("utf-8", "replace").strip()
+        # Uncut output may run its last line from the head into the tail: read both then.
+        data = self.tail if self.dropped else self.head + self.tail
+        text = bytes(data).decode("utf-8", "replace").strip()
         return text.splitlines()[-1][:width] if text else ""
 
 

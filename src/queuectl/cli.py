@@ -327,17 +327,22 @@ def parse_jobs_text(text: str) -> list[Any]:
     if not stripped:
         raise InputError("no job given: the input is empty")
     try:
-        value = json.loads(stripped)
+        value = json.loads(text)  # not `stripped`: error line numbers must match the input
     except json.JSONDecodeError as first_error:
-        lines = [line for line in stripped.splitlines() if line.strip()]
-        if len(lines) < 2:
-            raise InputError(f"invalid JSON: {first_error.msg} at line {first_error.lineno} "
-                             f"column {first_error.colno}") from None
+        document_error = InputError(f"invalid JSON: {first_error.msg} at line "
+                                    f"{first_error.lineno} column {first_error.colno}")
+        lines = text.splitlines()
+        if sum(1 for line in lines if line.strip()) < 2:
+            raise document_error from None
         jobs = []
         for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
             try:
                 jobs.append(json.loads(line))
             except json.JSONDecodeError as exc:
+                if not jobs:  # not JSON Lines at all (pretty-printed JSON with a typo, say)
+                    raise document_error from None
                 raise InputError(f"invalid JSON on line {number}: {exc.msg} at column "
                                  f"{exc.colno}") from None
         return jobs

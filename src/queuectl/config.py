@@ -20,7 +20,9 @@ class Key(Record):
     minimum: float
     help: str
     duration: bool = False  # accepts 30s / 5m forms
-    maximum: float = float("inf")
+    # Past this, values stop fitting: max-retries must fit the jobs table's integer column,
+    # and now + lease-seconds must still be a date `show` can print.
+    maximum: float = 2**31 - 1
 
 
 KEYS: dict[str, Key] = {
@@ -103,9 +105,9 @@ def parse_value(name: str, text: Any) -> int | float:
     except (ValueError, TypeError):
         kind = "an integer" if key.kind is int else "a number"
         raise InputError(f"config {name!r} must be {kind}, got {text!r}") from None
-    if not value >= key.minimum or value == float("inf"):
+    if not value >= key.minimum:
         raise InputError(f"config {name!r} must be >= {key.minimum:g}, got {text!r}")
-    if value > key.maximum:
+    if not value <= key.maximum:
         raise InputError(f"config {name!r} must be <= {key.maximum:g}, got {text!r}")
     return value
 

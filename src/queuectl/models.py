@@ -46,6 +46,13 @@ SETTABLE_FIELDS = (
 )
 READ_ONLY_FIELDS = ("state", "attempts", "created_at", "updated_at")
 
+# Bounds a value must fit before it is stored: integers fit a 32-bit column on every backend
+# (SQLite refuses ints past 64 bits with OverflowError); times must render as ISO 8601 dates
+# (year 1970 to 9999), or every `list` and `show` of the queue would fail on that job.
+INT_MAX = 2**31 - 1
+MAX_SECONDS = 100 * 365 * 86400.0  # a century: any longer delay or timeout is a typo
+LATEST_RUN_AT = 253402300799.0  # 9999-12-31T23:59:59Z
+
 
 class NewJob(Record):
     """A validated job spec, ready to insert. `None` means "use the queue's default"."""
@@ -137,14 +144,14 @@ def _where(index: int | None) -> str:
     return "" if index is None else f"job #{index + 1}: "
 
 
-def _int(spec: dict, name: str, where: str, minimum: int | None = None) -> int | None:
+def _int(spec: dict, name: str, where: str, minimum: int = -INT_MAX - 1) -> int | None:
     value = spec.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputError(f"{where}{name!r} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise InputError(f"{where}{name!r} must be >= {minimum}, got {value}")
+    if not minimum <= value <= INT_MAX:
+        raise InputError(f"{where}{name!r} must be between {minimum} and {INT_MAX}, got {value}")
     return value
 
 
@@ -165,12 +172,14 @@ def _seconds(spec: dict, name: str, where: str) -> float | None:
         raise InputError(f"{where}{name!r} must be a number of seconds or a duration like 30s")
     try:
         seconds = float(value) if isinstance(value, int | float) else parse_duration(value)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         raise InputError(
             f"{where}{name!r} must be a number of seconds or a duration like 30s, got {value!r}"
         ) from None
-    if not seconds >= 0 or seconds == float("inf"):
-        raise InputError(f"{where}{name!r} must be a finite number >= 0, got {value!r}")
+    if not 0 <= seconds <= MAX_SECONDS:
+        raise InputError(
+            f"{where}{name!r} must be between 0 and {MAX_SECONDS:.0f} seconds, got {value!r}"
+        )
     return seconds
 
 
@@ -219,8 +228,14 @@ def parse_job_spec(spec: Any, index: int | None = None) -> NewJob:
             run_at = parse_iso(_str(spec, "run_at", where) or "")
         except ValueError as exc:
             raise InputError(f"{where}'run_at': {exc}") from None
+        if not 0 <= run_at <= LATEST_RUN_AT:
+            raise InputError(
+                f"{where}'run_at' must be between 1970 and 9999, got {spec['run_at']!r}"
+            )
 
-    env = spec.get("env") or {}
+    env = spec.get("env")
+    if env is None:
+        env = {}
     if not isinstance(env, dict):
         raise InputError(f"{where}'env' must be an object of NAME: value strings")
     for name, value in env.items():

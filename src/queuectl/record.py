@@ -47,6 +47,10 @@ class Record:
     def fields(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self._fields}
 
+    def replace(self, **changes: Any):
+        """A copy with some fields changed."""
+        return type(self)(**{**self.fields(), **changes})
+
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.fields().items())
         return f"{type(self).__name__}({inner})"

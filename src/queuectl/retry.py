@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+# base ** attempts grows without bound: base 2 overflows a float at 1024 attempts (crashing the
+# worker while it records the failure), and long before that the due time is past year 9999
+# and cannot be shown as a date. A year is far beyond any wait a queue means.
+MAX_DELAY_SECONDS = 365 * 86400.0
+
 
 def backoff_delay(base: float, attempts: int) -> float:
     """Seconds to wait before the next run, after `attempts` charged runs have failed.
 
     The seed's example with base 2: after the 1st failure 2 s, after the 2nd 4 s, then 8 s.
     """
-    return float(base) ** attempts
+    try:
+        return min(float(base) ** attempts, MAX_DELAY_SECONDS)
+    except OverflowError:
+        return MAX_DELAY_SECONDS
 
 
 def jittered(delay: float, jitter: float, draw: float) -> float:

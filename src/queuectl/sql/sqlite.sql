@@ -140,7 +140,8 @@ SET state = 'processing', runs = runs + 1, worker_id = :worker_id, host = :host,
     lease_token = :token, lease_expires_at = :lease_until, started_at = :now,
     updated_at = :now, pgid = NULL, pgid_started = NULL
 WHERE seq = (
-    SELECT seq FROM jobs
+    -- INDEXED BY: left alone, the planner seeks jobs_by_state and sorts every ready job
+    SELECT seq FROM jobs INDEXED BY jobs_ready
     WHERE state IN ('pending', 'failed') AND run_at <= :now
     ORDER BY priority DESC, run_at, seq
     LIMIT 1
@@ -153,10 +154,18 @@ SET state = 'processing', runs = runs + 1, worker_id = :worker_id, host = :host,
     lease_token = :token, lease_expires_at = :lease_until, started_at = :now,
     updated_at = :now, pgid = NULL, pgid_started = NULL
 WHERE seq = (
-    SELECT seq FROM jobs
-    WHERE state IN ('pending', 'failed') AND run_at <= :now
-      AND queue IN (SELECT value FROM json_each(:queues))
-    ORDER BY priority DESC, run_at, seq
+    -- The best due job of each served queue, each found by walking jobs_ready_by_queue, then
+    -- the best of those. Filtering one walk of jobs_ready by queue instead would step over
+    -- every ready job of the queues this worker does not serve.
+    SELECT best.seq FROM jobs AS best
+    WHERE best.seq IN (
+        SELECT (SELECT seq FROM jobs INDEXED BY jobs_ready_by_queue
+                WHERE queue = served.value AND state IN ('pending', 'failed')
+                  AND run_at <= :now
+                ORDER BY priority DESC, run_at, seq
+                LIMIT 1)
+        FROM json_each(:queues) AS served)
+    ORDER BY best.priority DESC, best.run_at, best.seq
     LIMIT 1
 )
 RETURNING *

@@ -1,0 +1,20 @@
+"""Constants and small helpers shared by the integration tests."""
+
+from __future__ import annotations
+
+from queuectl.store import WorkerIdentity
+
+# The store takes `now` as an argument; tests pass times around this one (2033).
+T0 = 2_000_000_000.0
+A = WorkerIdentity(id="host-a:101:aaaa", host="host-a", pid=101)
+B = WorkerIdentity(id="host-b:202:bbbb", host="host-b", pid=202)
+
+
+def process_alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie (a zombie has finished running)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:].split()[0] != b"Z"

@@ -1,0 +1,273 @@
+"""Worker.run_once(now) driven directly on a real SQLite store, running real commands.
+
+The clock is injected: the time a worker records (and so a retry's due time) is whatever the
+test says, while timeouts and heartbeats still run on the real monotonic clock.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+
+from queuectl.models import parse_job_spec
+from queuectl.processes import start_stamp
+from queuectl.stopping import COLD, WARM
+from queuectl.store import WorkerIdentity, open_store
+from queuectl.worker import Worker, new_identity
+
+from .common import T0, process_alive
+from .waiting import wait_until
+
+
+class Clock:
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def store(sqlite_database):
+    s = open_store(sqlite_database, durable=False)
+    yield s
+    s.close()
+
+
+def enqueue(store, now=T0, **spec):
+    [result] = store.enqueue([parse_job_spec(spec)], now)
+    return result.id
+
+
+def make_worker(store, clock):
+    return Worker(store, new_identity(), clock=clock, verbose=False)
+
+
+def step(worker, clock, now):
+    clock.now = now
+    return worker.run_once(now)
+
+
+def test_a_job_completes(store):
+    job_id = enqueue(store, command="echo hello")
+    clock = Clock(T0)
+    worker = make_worker(store, clock)
+    assert step(worker, clock, T0) is True
+    job = store.get(job_id)
+    assert (job.state, job.attempts, job.exit_code, job.runs) == ("completed", 1, 0, 1)
+    assert job.finished_at == T0
+    assert [a["outcome"] for a in store.attempts(job_id)] == ["completed"]
+    assert step(worker, clock, T0 + 1) is False
+    assert worker.jobs_done == 1
+
+
+def test_the_job_runs_in_its_cwd_with_its_env(store, tmp_path):
+    job_id = enqueue(store, command='printf "%s|%s" "$GREETING" "$(pwd)" > out.txt',
+                     cwd=str(tmp_path), env={"GREETING": "hi there"})
+    clock = Clock(T0)
+    assert step(make_worker(store, clock), clock, T0)
+    assert store.get(job_id).state == "completed"
+    assert (tmp_path / "out.txt").read_text() == f"hi there|{tmp_path}"
+
+
+def test_a_failing_job_is_retried_at_the_backoff_time_and_not_before(store):
+    store.config_set("backoff-base", "2")
+    job_id = enqueue(store, command="echo about to fail; echo oops >&2; exit 3", max_retries=2)
+    clock = Clock(T0)
+    worker = make_worker(store, clock)
+
+    assert step(worker, clock, T0) is True
+    job = store.get(job_id)
+    assert (job.state, job.attempts, job.exit_code, job.run_at) == ("failed", 1, 3, T0 + 2)
+    assert job.last_error == "exit code 3: oops"  # the last line of output says why
+
+    assert step(worker, clock, T0 + 1.999) is False
+    assert store.get(job_id).runs == 1
+    assert step(worker, clock, T0 + 2) is True
+    assert (store.get(job_id).attempts, store.get(job_id).run_at) == (2, T0 + 2 + 4)
+
+    assert step(worker, clock, T0 + 5.999) is False
+    assert step(worker, clock, T0 + 6) is True
+    dead = store.get(job_id)
+    assert (dead.state, dead.attempts, dead.runs) == ("dead", 3, 3)
+    assert step(worker, clock, T0 + 10_000) is False
+
+
+def test_a_missing_command_is_exit_127(store):
+    job_id = enqueue(store, command="definitely-not-a-command-queuectl", max_retries=0)
+    clock = Clock(T0)
+    step(make_worker(store, clock), clock, T0)
+    job = store.get(job_id)
+    assert (job.state, job.exit_code) == ("dead", 127)
+    assert job.last_error.startswith("exit code 127 (command not found?)")
+
+
+def test_a_missing_cwd_fails_the_job_without_running_it(store, tmp_path):
+    job_id = enqueue(store, command="true", cwd=str(tmp_path / "gone"), max_retries=0)
+    clock = Clock(T0)
+    assert step(make_worker(store, clock), clock, T0) is True
+    job = store.get(job_id)
+    assert (job.state, job.exit_code) == ("dead", 127)
+    assert "does not exist" in job.last_error
+
+
+def test_a_job_past_its_timeout_is_killed_with_its_children(store, tmp_path):
+    pid_file = tmp_path / "child.pid"
+    job_id = enqueue(store, command=f"sleep 60 & echo $! > {pid_file}; wait", timeout="0.5s",
+                     max_retries=1)
+    clock = Clock(T0)
+    started = time.monotonic()
+    assert step(make_worker(store, clock), clock, T0) is True
+    elapsed = time.monotonic() - started
+    assert 0.5 <= elapsed < 5
+    job = store.get(job_id)
+    assert (job.state, job.attempts, job.exit_code) == ("failed", 1, 124)
+    assert job.last_error == "timed out after 0.5s"
+    assert [a["outcome"] for a in store.attempts(job_id)] == ["timeout"]
+    child = int(pid_file.read_text())
+    wait_until(lambda: not process_alive(child), 5, "the job's background child to die")
+
+
+def test_a_job_that_loses_its_lease_is_killed_and_records_nothing(store, sqlite_database,
+                                                                  tmp_path):
+    """Another worker takes the job over while it runs; at the next heartbeat the first
+    worker finds its token gone, kills the command and writes nothing."""
+    store.config_set("heartbeat-seconds", "0.2")
+    pid_file = tmp_path / "job.pid"
+    job_id = enqueue(store, command=f"echo $$ > {pid_file}; exec sleep 60")
+    clock = Clock(T0)
+    worker = make_worker(store, clock)
+    rescuer = open_store(sqlite_database)
+    real_set_process = store.set_process
+    taken_over = []
+
+    def set_process_then_lose_the_lease(job, pgid, stamp):
+        ok = real_set_process(job, pgid, stamp)
+        # Another worker sees the lease as expired and takes the job over (no kill here:
+        # we want to see the owner notice on its own).
+        taken_over.extend(rescuer.recover_lost(job.lease_expires_at + 1, rescuer.settings()))
+        return ok
+
+    store.set_process = set_process_then_lose_the_lease
+    try:
+        started = time.monotonic()
+        assert step(worker, clock, T0) is True
+        elapsed = time.monotonic() - started
+    finally:
+        rescuer.close()
+    assert [(j.id, state) for j, state in taken_over] == [(job_id, "pending")]
+    assert elapsed < 5
+    job = store.get(job_id)
+    assert (job.state, job.attempts, job.crashes, job.runs) == ("pending", 0, 1, 1)
+    assert [a["outcome"] for a in store.attempts(job_id)] == ["crashed"]
+    pid = int(pid_file.read_text())
+    wait_until(lambda: not process_alive(pid), 5, "the lost job's process to die")
+
+
+def test_a_result_that_arrives_after_a_take_over_is_discarded(store, sqlite_database):
+    job_id = enqueue(store, command="exit 0")
+    clock = Clock(T0)
+    worker = make_worker(store, clock)
+    rescuer = open_store(sqlite_database)
+    real_set_process = store.set_process
+
+    def set_process_then_lose_the_lease(job, pgid, stamp):
+        ok = real_set_process(job, pgid, stamp)
+        rescuer.recover_lost(job.lease_expires_at + 1, rescuer.settings())
+        return ok
+
+    store.set_process = set_process_then_lose_the_lease
+    try:
+        assert step(worker, clock, T0) is True
+    finally:
+        rescuer.close()
+    job = store.get(job_id)
+    assert (job.state, job.attempts) == ("pending", 0)
+    assert [a["outcome"] for a in store.attempts(job_id)] == ["crashed"]
+
+
+def test_a_cold_stop_kills_the_job_and_puts_it_back(store, tmp_path):
+    pid_file = tmp_path / "job.pid"
+    job_id = enqueue(store, command=f"echo $$ > {pid_file}; exec sleep 60")
+    clock = Clock(T0)
+    worker = make_worker(store, clock)
+    real_set_process = store.set_process
+
+    def set_process_then_stop_cold(job, pgid, stamp):
+        ok = real_set_process(job, pgid, stamp)
+        worker.stops.request(COLD)
+        return ok
+
+    store.set_process = set_process_then_stop_cold
+    started = time.monotonic()
+    assert step(worker, clock, T0) is True
+    assert time.monotonic() - started < 5
+    job = store.get(job_id)
+    assert (job.state, job.attempts, job.runs) == ("pending", 0, 1)
+    assert [a["outcome"] for a in store.attempts(job_id)] == ["released"]
+    assert not process_alive(int(pid_file.read_text()))
+    assert step(worker, clock, T0 + 1) is False  # a stopped worker claims nothing
+
+
+def test_a_warm_stop_claims_nothing_new(store):
+    job_id = enqueue(store, command="true")
+    clock = Clock(T0)
+    worker = make_worker(store, clock)
+    worker.stops.request(WARM)
+    assert step(worker, clock, T0) is False
+    assert store.get(job_id).state == "pending"
+
+
+def test_worker_stop_from_the_database_is_honoured(store):
+    job_id = enqueue(store, command="true")
+    clock = Clock(T0)
+    worker = make_worker(store, clock)
+    store.register_worker(worker.identity, T0)
+    store.request_stop(T0 - 15)
+    assert step(worker, clock, T0) is False
+    assert worker.stops.level == WARM
+    assert store.get(job_id).state == "pending"
+
+
+def test_maintenance_recovers_the_job_of_a_dead_worker_on_this_host_and_kills_its_leftovers(
+        store):
+    """A worker on this host died (SIGKILL) mid-job: its job's processes still run. Another
+    worker notices the dead pid at once (no lease wait), kills the leftovers, re-queues."""
+    host = socket.gethostname()
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer runs
+    dead = WorkerIdentity(id=f"{host}:{gone.pid}:dead", host=host, pid=gone.pid,
+                          pid_started="boot:1")
+    store.register_worker(dead, T0)
+    job_id = enqueue(store, command="sleep 60")
+    job = store.claim(dead, T0, 15)
+    leftover = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        assert store.set_process(job, leftover.pid, start_stamp(leftover.pid))
+        clock = Clock(T0 + 1)
+        worker = make_worker(store, clock)
+        worker.maintain(T0 + 1, force=True)  # well inside the dead worker's lease
+        assert leftover.wait(timeout=10) == -15  # SIGTERM to the job's group
+    finally:
+        if leftover.poll() is None:
+            leftover.kill()
+            leftover.wait()
+    recovered = store.get(job_id)
+    assert (recovered.state, recovered.crashes, recovered.attempts) == ("pending", 1, 0)
+    assert store.stop_requested(dead.id) is None  # the dead worker's row is gone
+
+
+def test_a_live_worker_on_this_host_is_left_alone(store):
+    host = socket.gethostname()
+    me = os.getpid()
+    alive = WorkerIdentity(id=f"{host}:{me}:live", host=host, pid=me, pid_started=start_stamp(me))
+    store.register_worker(alive, T0)
+    job_id = enqueue(store, command="sleep 60")
+    store.claim(alive, T0, 15)
+    clock = Clock(T0 + 1)
+    make_worker(store, clock).maintain(T0 + 1, force=True)
+    assert store.get(job_id).state == "processing"

@@ -1,0 +1,287 @@
+import math
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from queuectl.errors import InputError
+from queuectl.models import (
+    READ_ONLY_FIELDS,
+    SETTABLE_FIELDS,
+    STATES,
+    Job,
+    NewJob,
+    parse_job_spec,
+    validate_state,
+)
+from queuectl.timeutil import iso, parse_iso
+
+OK = {"command": "echo hi"}
+
+
+def rejects(spec, field, index=None):
+    """parse_job_spec refuses `spec` with an InputError whose message names `field`."""
+    with pytest.raises(InputError) as caught:
+        parse_job_spec(spec, index)
+    message = str(caught.value)
+    assert field in message, f"{field!r} not named in {message!r}"
+    return message
+
+
+@pytest.mark.parametrize("value", [None, [], ["echo"], "echo hi", 3, True])
+def test_a_job_must_be_an_object(value):
+    rejects(value, "JSON object")
+
+
+def test_unknown_field_is_named():
+    message = rejects({**OK, "comand": "x"}, "'comand'")
+    assert "known fields" in message
+
+
+@pytest.mark.parametrize("value", ["processing", "completed", "dead", "", None, 0])
+def test_state_other_than_pending(value):
+    rejects({**OK, "state": value}, "state")
+
+
+@pytest.mark.parametrize("value", [1, 3, -1, "0", None])
+def test_attempts_other_than_zero(value):
+    rejects({**OK, "attempts": value}, "attempts")
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [{}, {"command": None}, {"command": 5}, {"command": ["ls"]}, {"command": ""},
+     {"command": "   \n\t"}, {"command": "echo \0 hi"}],
+)
+def test_command_rejections(spec):
+    rejects(spec, "command")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [5, "", "-leading-dash", ".hidden", "has space", "a/b", "x" * 129, "é", "a\nb"],
+)
+def test_id_rejections(value):
+    rejects({**OK, "id": value}, "id")
+
+
+@pytest.mark.parametrize("value", ["a", "job1", "A.b_c:d@e+f-g", "9" * 128])
+def test_id_accepted(value):
+    assert parse_job_spec({**OK, "id": value}).id == value
+
+
+@pytest.mark.parametrize("value", [3, "-q", "has space", "q/x", "x" * 65])
+def test_queue_rejections(value):
+    rejects({**OK, "queue": value}, "queue")
+
+
+@pytest.mark.parametrize("value", [5, "tomorrow", "2026-13-01T00:00:00Z", "2026-11-27T10:00:00ZZ"])
+def test_run_at_rejections(value):
+    rejects({**OK, "run_at": value}, "run_at")
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+12:00", "9999-12-31T23:59:59-12:00"])
+def test_run_at_that_cannot_be_shown_as_a_date_is_refused(value):
+    # Stored, it would make every `list` and `show` of the queue fail while rendering it.
+    rejects({**OK, "run_at": value}, "run_at")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [[], "PATH=/bin", ["A", "b"], 0, False, {"1BAD": "x"}, {"A-B": "x"}, {"A": 1},
+     {"A": None}, {"A": "nul\0"}],
+)
+def test_env_rejections(value):
+    rejects({**OK, "env": value}, "env")
+
+
+@pytest.mark.parametrize("value", [1, "relative/dir", "./x", ""])
+def test_cwd_rejections(value):
+    rejects({**OK, "cwd": value}, "cwd")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [0, "0s", -1, -0.5, "-1s", True, False, "soon", [], {}, float("inf"), float("nan"), "1h30m",
+     pytest.param(10**400, id="10**400"), pytest.param("9" * 400, id="'9'*400")],
+)
+def test_timeout_rejections(value):
+    rejects({**OK, "timeout": value}, "timeout")
+
+
+@pytest.mark.parametrize(
+    "value", [-1, "-5s", True, "later", float("inf"), pytest.param(10**400, id="10**400"), [5]]
+)
+def test_delay_rejections(value):
+    rejects({**OK, "delay": value}, "delay")
+
+
+@pytest.mark.parametrize("field", ["timeout", "delay"])
+def test_durations_longer_than_a_century_are_refused(field):
+    rejects({**OK, field: "36600d"}, field)
+    rejects({**OK, field: 10**12}, field)
+
+
+@pytest.mark.parametrize("value", ["", 5, ["k"]])
+def test_unique_key_rejections(value):
+    rejects({**OK, "unique_key": value}, "unique_key")
+
+
+@pytest.mark.parametrize("value", [1.5, "1", True, [1], 2**63, -(2**63)])
+def test_priority_rejections(value):
+    rejects({**OK, "priority": value}, "priority")
+
+
+@pytest.mark.parametrize("value", [-1, 1.0, "3", False, 2**63])
+def test_max_retries_rejections(value):
+    rejects({**OK, "max_retries": value}, "max_retries")
+
+
+def test_errors_in_a_batch_name_the_job():
+    message = rejects({"command": ""}, "command", index=2)
+    assert message.startswith("job #3: ")
+
+
+def test_a_single_job_error_has_no_job_number():
+    assert not rejects({"command": ""}, "command").startswith("job #")
+
+
+def test_minimal_spec_gets_defaults():
+    assert parse_job_spec({"command": "make"}) == NewJob(
+        id=None, command="make", max_retries=None, priority=0, queue="default", run_at=None,
+        delay=None, timeout=None, cwd=None, env={}, unique_key=None,
+    )
+
+
+def test_full_spec_round_trips():
+    spec = {
+        "id": "build-42",
+        "command": "make -j2 test",
+        "max_retries": 5,
+        "priority": -3,
+        "queue": "builds",
+        "run_at": "2026-11-27T10:00:00Z",
+        "delay": "90s",
+        "timeout": "2m",
+        "cwd": "/srv/app",
+        "env": {"CI": "1", "_X": ""},
+        "unique_key": "build:main",
+    }
+    job = parse_job_spec(spec)
+    assert job == NewJob(
+        id="build-42", command="make -j2 test", max_retries=5, priority=-3, queue="builds",
+        run_at=parse_iso("2026-11-27T10:00:00Z"), delay=90.0, timeout=120.0, cwd="/srv/app",
+        env={"CI": "1", "_X": ""}, unique_key="build:main",
+    )
+    assert iso(job.run_at) == spec["run_at"]
+    assert job.env is not spec["env"]  # a copy: later changes to the input do not leak in
+
+
+def test_seconds_accept_numbers_and_durations():
+    assert parse_job_spec({**OK, "timeout": 2}).timeout == 2.0
+    assert parse_job_spec({**OK, "timeout": 0.25}).timeout == 0.25
+    assert parse_job_spec({**OK, "timeout": "250ms"}).timeout == 0.25
+    assert parse_job_spec({**OK, "delay": 0}).delay == 0.0
+    assert parse_job_spec({**OK, "delay": "1h"}).delay == 3600.0
+
+
+def test_null_means_default():
+    job = parse_job_spec({"command": "x", "id": None, "max_retries": None, "priority": None,
+                          "queue": None, "run_at": None, "timeout": None, "env": None})
+    assert (job.id, job.max_retries, job.priority, job.queue, job.env) == (
+        None, None, 0, "default", {})
+
+
+def test_the_published_job_format_is_accepted():
+    # A job as the seed prints it: the read-only fields describe a new job, so it is accepted.
+    spec = {"id": "job1", "command": "sleep 2", "state": "pending", "attempts": 0,
+            "max_retries": 3, "created_at": "2025-11-04T10:30:00Z",
+            "updated_at": "2025-11-04T10:30:00Z"}
+    job = parse_job_spec(spec)
+    assert (job.id, job.command, job.max_retries) == ("job1", "sleep 2", 3)
+
+
+def test_field_lists_are_disjoint_and_cover_newjob():
+    assert not set(SETTABLE_FIELDS) & set(READ_ONLY_FIELDS)
+    assert set(SETTABLE_FIELDS) - {"delay"} <= set(Job._fields)
+    assert set(SETTABLE_FIELDS) == set(NewJob._fields)
+
+
+def test_validate_state():
+    for state in STATES:
+        assert validate_state(state) == state
+    with pytest.raises(InputError, match="unknown state 'running'"):
+        validate_state("running")
+
+
+def test_job_to_dict_renders_times_and_hides_what_does_not_apply():
+    job = Job(id="a", command="x", state="pending", attempts=0, max_retries=3,
+              created_at=0.0, updated_at=1.0, run_at=2.0, lease_expires_at=99.0)
+    d = job.to_dict()
+    assert (d["created_at"], d["updated_at"], d["next_run_at"]) == (
+        "1970-01-01T00:00:00Z", "1970-01-01T00:00:01Z", "1970-01-01T00:00:02Z")
+    assert d["lease_expires_at"] is None  # only a processing job has a lease
+    job.state = "completed"
+    assert job.to_dict()["next_run_at"] is None
+
+
+# -- property: whatever JSON a user sends, the answer is a NewJob or an InputError ---------
+
+json_scalars = (st.none() | st.booleans() | st.integers() | st.integers(-(2**70), 2**70)
+                | st.floats() | st.text(max_size=20))
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=3),
+    max_leaves=8,
+)
+field_values = (
+    json_values
+    | st.from_regex(r"\A-?\d{1,12}(\.\d{1,3})?(ms|s|m|h|d)?\Z")
+    | st.datetimes().map(lambda d: d.isoformat() + st_choice_zone(d))
+    | st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,10}\Z")
+    | st.dictionaries(st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_]{0,5}\Z"), st.text(max_size=5),
+                      max_size=2)
+)
+
+
+def st_choice_zone(d):
+    return ("Z", "+05:30", "-12:00", "")[d.microsecond % 4]
+
+
+spec_like = st.dictionaries(
+    st.sampled_from(SETTABLE_FIELDS + READ_ONLY_FIELDS + ("bogus",)), field_values, max_size=6,
+).flatmap(lambda d: st.sampled_from([d, {"command": "echo", **d}, {**d, "command": "echo"}]))
+
+
+def _check_accepted(job: NewJob) -> None:
+    assert isinstance(job.command, str) and job.command.strip() and "\0" not in job.command
+    assert isinstance(job.priority, int) and -(2**31) <= job.priority < 2**31
+    assert job.max_retries is None or 0 <= job.max_retries < 2**31
+    for seconds in (job.delay, job.timeout):
+        assert seconds is None or (0 <= seconds and math.isfinite(seconds))
+    assert job.timeout is None or job.timeout > 0
+    if job.run_at is not None:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", iso(job.run_at))
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in job.env.items())
+
+
+@settings(max_examples=400)
+@given(json_values)
+def test_any_json_value_gives_a_job_or_an_input_error(value):
+    try:
+        job = parse_job_spec(value)
+    except InputError:
+        return
+    _check_accepted(job)
+
+
+@settings(max_examples=600)
+@given(spec_like)
+def test_any_spec_like_object_gives_a_job_or_an_input_error(spec):
+    try:
+        job = parse_job_spec(spec)
+    except InputError:
+        return
+    _check_accepted(job)
