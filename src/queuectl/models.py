@@ -30,7 +30,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # Fields a user may set when enqueueing. The read-only fields of the published job format
 # (state, attempts, created_at, updated_at) are also accepted when they describe a new job, so
-# a job printed by `show --json` of another queue can be fed back in.
+# a job written in the seed's published format (state "pending", attempts 0) is taken as it is.
 SETTABLE_FIELDS = (
     "id",
     "command",
