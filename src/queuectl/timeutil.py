@@ -1,4 +1,5 @@
-"""Time as the database stores it (float seconds since the epoch) and as users read it (ISO 8601 UTC)."""
+"""Time as the database stores it (float seconds since the epoch) and as users read it
+(ISO 8601 UTC)."""
 
 import re
 import time

@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 import os
-import select
 import secrets
+import select
 import socket
 import time
 from collections.abc import Callable
