@@ -89,6 +89,10 @@ SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'queuectl_meta'
 -- name: any_table_exists
 SELECT 1 FROM sqlite_master LIMIT 1
 
+-- name: lock_schema
+-- Nothing to do: the migration's BEGIN IMMEDIATE already made it the only writer.
+SELECT 1
+
 -- name: schema_version
 SELECT value FROM queuectl_meta WHERE key = 'schema_version'
 
