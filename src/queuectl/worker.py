@@ -233,7 +233,8 @@ class Worker:
         """Sleep until something changed in the database, a signal came, or poll-seconds
         passed (jobs scheduled for later become due without any commit)."""
         give_up = time.monotonic() + self.settings["poll-seconds"]
-        self.store.db.changed()
+        # No fresh baseline here: a commit that landed after the claim found nothing must wake
+        # us. Changes seen during earlier work cost at most one spare claim.
         while self.stops.level == RUNNING and time.monotonic() < give_up:
             self._sleep(IDLE_CHECK_SECONDS)
             if self.store.db.changed():
