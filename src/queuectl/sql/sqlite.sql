@@ -115,7 +115,10 @@ SET state = 'processing', runs = runs + 1, worker_id = :worker_id, host = :host,
     lease_token = :token, lease_expires_at = :lease_until, started_at = :now,
     updated_at = :now, pgid = NULL, pgid_started = NULL
 WHERE seq = (
-    SELECT seq FROM jobs
+    -- INDEXED BY: without statistics (queuectl never runs ANALYZE) SQLite picks jobs_by_state
+    -- and sorts every ready job, 25 ms per claim at 100k pending instead of 0.3 ms. Naming the
+    -- index also makes SQLite refuse this query if a change ever made the index unusable.
+    SELECT seq FROM jobs INDEXED BY jobs_ready
     WHERE state IN ('pending', 'failed') AND run_at <= :now
     ORDER BY priority DESC, run_at, seq
     LIMIT 1
