@@ -271,3 +271,44 @@ ORDER BY w.started_at, w.id COLLATE "C"
 
 -- name: forget_dead_workers
 DELETE FROM workers WHERE heartbeat_at < %(alive_since)s
+
+-- name: any_job
+-- This block and the ones below serve `queuectl migrate` (transfer.py).
+SELECT 1 FROM jobs LIMIT 1
+
+-- name: lock_for_import
+-- Enqueues wait until the copy commits, so none can take a seq the copy is about to use.
+LOCK TABLE jobs, attempts IN EXCLUSIVE MODE
+
+-- name: export_jobs
+SELECT * FROM jobs WHERE seq > %(after)s ORDER BY seq LIMIT %(limit)s
+
+-- name: export_attempts
+SELECT * FROM attempts WHERE (job_id, run) > (%(job_id)s, %(run)s)
+ORDER BY job_id, run LIMIT %(limit)s
+
+-- name: import_job
+-- Every column, seq included, so the copy keeps the order of the queue. A column added by a
+-- later migration must be added here too (transfer.py refuses to copy a column it cannot write).
+INSERT INTO jobs (
+    seq, id, command, state, attempts, max_retries, created_at, updated_at, run_at,
+    priority, queue, timeout, cwd, env, unique_key, runs, crashes, last_error,
+    exit_code, finished_at, worker_id, host, lease_token, lease_expires_at, started_at,
+    pgid, pgid_started
+) VALUES (
+    %(seq)s, %(id)s, %(command)s, %(state)s, %(attempts)s, %(max_retries)s,
+    %(created_at)s, %(updated_at)s, %(run_at)s, %(priority)s, %(queue)s, %(timeout)s,
+    %(cwd)s, %(env)s, %(unique_key)s, %(runs)s, %(crashes)s, %(last_error)s,
+    %(exit_code)s, %(finished_at)s, %(worker_id)s, %(host)s, %(lease_token)s,
+    %(lease_expires_at)s, %(started_at)s, %(pgid)s, %(pgid_started)s
+)
+
+-- name: import_attempt
+INSERT INTO attempts (job_id, run, worker_id, host, started_at,
+                      finished_at, outcome, exit_code, error)
+VALUES (%(job_id)s, %(run)s, %(worker_id)s, %(host)s, %(started_at)s, %(finished_at)s,
+        %(outcome)s, %(exit_code)s, %(error)s)
+
+-- name: finish_import
+-- The copied rows brought their own seq values; start the sequence after the largest.
+SELECT setval(pg_get_serial_sequence('jobs', 'seq'), COALESCE(MAX(seq), 0) + 1, false) FROM jobs

@@ -236,3 +236,43 @@ ORDER BY w.started_at, w.id
 
 -- name: forget_dead_workers
 DELETE FROM workers WHERE heartbeat_at < :alive_since
+
+-- name: any_job
+-- This block and the ones below serve `queuectl migrate` (transfer.py).
+SELECT 1 FROM jobs LIMIT 1
+
+-- name: lock_for_import
+-- Nothing to do: BEGIN IMMEDIATE already keeps every other writer out until the copy commits.
+SELECT 1
+
+-- name: export_jobs
+SELECT * FROM jobs WHERE seq > :after ORDER BY seq LIMIT :limit
+
+-- name: export_attempts
+SELECT * FROM attempts WHERE (job_id, run) > (:job_id, :run)
+ORDER BY job_id, run LIMIT :limit
+
+-- name: import_job
+-- Every column, seq included, so the copy keeps the order of the queue. A column added by a
+-- later migration must be added here too (transfer.py refuses to copy a column it cannot write).
+INSERT INTO jobs (
+    seq, id, command, state, attempts, max_retries, created_at, updated_at, run_at,
+    priority, queue, timeout, cwd, env, unique_key, runs, crashes, last_error,
+    exit_code, finished_at, worker_id, host, lease_token, lease_expires_at, started_at,
+    pgid, pgid_started
+) VALUES (
+    :seq, :id, :command, :state, :attempts, :max_retries, :created_at, :updated_at,
+    :run_at, :priority, :queue, :timeout, :cwd, :env, :unique_key, :runs, :crashes,
+    :last_error, :exit_code, :finished_at, :worker_id, :host, :lease_token,
+    :lease_expires_at, :started_at, :pgid, :pgid_started
+)
+
+-- name: import_attempt
+INSERT INTO attempts (job_id, run, worker_id, host, started_at,
+                      finished_at, outcome, exit_code, error)
+VALUES (:job_id, :run, :worker_id, :host, :started_at, :finished_at, :outcome, :exit_code,
+        :error)
+
+-- name: finish_import
+-- Nothing to do: AUTOINCREMENT already moved past the largest seq inserted.
+SELECT 1
