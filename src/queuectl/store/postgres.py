@@ -162,6 +162,9 @@ class PostgresConnector:
             return conn.execute(statement, params or None)
         except psycopg.errors.UniqueViolation as exc:
             raise Conflict(self._reason(exc)) from None
+        except psycopg.errors.InFailedSqlTransaction:
+            raise QueueError(f"a statement failed earlier in this transaction on "
+                             f"{self._where}; nothing of it was written") from None
         except psycopg.Error as exc:
             if conn.closed or conn.broken:
                 self._drop_connection()
