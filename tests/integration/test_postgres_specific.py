@@ -16,8 +16,7 @@ from queuectl import sql
 from queuectl.config import Settings
 from queuectl.errors import DatabaseUnavailable
 from queuectl.models import NewJob
-from queuectl.store import WorkerIdentity, open_store
-from queuectl.store.postgres import mask_password
+from queuectl.store import WorkerIdentity, mask_password, open_store
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -55,7 +54,7 @@ def admin(url: str):
 
 CLAIMER = """
 import json, sys, time
-from queuectl.store import WorkerIdentity, open_store
+from queuectl.store import WorkerIdentity, mask_password, open_store
 store = open_store(sys.argv[1])
 me = WorkerIdentity(id=sys.argv[2], host=sys.argv[2], pid=0)
 print("ready", flush=True)
@@ -270,6 +269,33 @@ def test_a_connection_lost_inside_a_transaction_writes_nothing(pg_database):
     assert store.settings()["max-retries"] == 3  # rolled back with the connection
     assert store.claim(WorkerIdentity("w", "h", 1), time.time(), 10).id == "a"
     store.close()
+
+
+def test_a_worker_rides_out_the_loss_of_all_its_connections(pg_database):
+    with_password = pg_database.replace("postgres@", "postgres:s3cret@")  # trust auth ignores it
+    worker = subprocess.Popen(
+        [sys.executable, "-P", "-m", "queuectl", "--db", with_password, "worker", "start"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = open_store(pg_database)
+    try:
+        wait_until(lambda: store.live_workers(0), 20.0, "the worker registered")
+        with admin(pg_database) as conn:
+            wait_until(lambda: conn.execute("SELECT 1 FROM pg_stat_activity WHERE query = "
+                                            "'LISTEN queuectl'").fetchone(), 20.0, "listening")
+            conn.execute(KILL_OTHERS)
+        store.close()
+        store = open_store(pg_database)
+        store.enqueue([NewJob(id="after", command="true")], time.time())
+        wait_until(lambda: store.get("after").state == "completed", 20.0,
+                   "the job ran after the worker reconnected")
+        assert worker.poll() is None
+    finally:
+        worker.terminate()
+        _, err = worker.communicate(timeout=30)
+        store.close()
+    assert worker.returncode == 0, err
+    assert "lost the connection to PostgreSQL at 127.0.0.1:5432" in err  # said, then recovered
+    assert "Traceback" not in err and "s3cret" not in err, err
 
 
 # -- errors and the optional extra ------------------------------------------------------------

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 try:
     import psycopg
@@ -29,6 +29,7 @@ except ImportError:  # the [postgres] extra is not installed; say so when a URL 
 
 from queuectl import sql
 from queuectl.errors import DatabaseUnavailable, InputError, QueueError
+from queuectl.store import mask_password
 from queuectl.store.connector import Conflict
 
 NOTIFY_CHANNEL = "queuectl"  # the SQL's pg_notify calls name it too
@@ -44,17 +45,6 @@ CONNECT_DEFAULTS = {
     "keepalives_count": "3",
 }
 NOT_INSTALLED = "PostgreSQL support is not installed: pip install 'queuectl[postgres]'"
-
-
-def mask_password(url: str) -> str:
-    """The URL as it may be shown: a password in it (user:secret@ or ?password=) becomes ***."""
-    parts = urlsplit(url)
-    userinfo, at, hostinfo = parts.netloc.rpartition("@")
-    netloc = parts.netloc
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostinfo}"
-    query = re.sub(r"(^|&)(password=)[^&]*", r"\1\2***", parts.query)
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 class PostgresConnector:
