@@ -18,8 +18,6 @@ from queuectl.errors import DatabaseUnavailable
 from queuectl.models import NewJob
 from queuectl.store import WorkerIdentity, mask_password, open_store
 
-psycopg = pytest.importorskip("psycopg")
-
 KILL_OTHERS = ("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
                "WHERE datname = current_database() AND pid <> pg_backend_pid()")
 
@@ -47,6 +45,8 @@ def start_together(procs: list[subprocess.Popen]) -> list[str]:
 
 
 def admin(url: str):
+    import psycopg  # only here: the tests that need no server run without psycopg too
+
     return psycopg.connect(url, autocommit=True)
 
 
@@ -308,6 +308,7 @@ def run_cli(*args: str, prelude: str = "") -> subprocess.CompletedProcess:
 
 
 def test_an_unreachable_server_is_one_clear_line_and_exit_1():
+    pytest.importorskip("psycopg")
     result = run_cli("--db", "postgresql://postgres:hunter2@127.0.0.1:1/x", "status")
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr

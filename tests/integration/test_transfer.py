@@ -13,8 +13,6 @@ from queuectl.config import Settings
 from queuectl.models import NewJob
 from queuectl.store import WorkerIdentity, open_store
 
-pytest.importorskip("psycopg")
-
 T0 = 1_800_000_000 + 1 / 3  # no short decimal form: the copy must keep every bit
 
 
