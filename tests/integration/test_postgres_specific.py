@@ -14,7 +14,7 @@ import pytest
 
 from queuectl import sql
 from queuectl.config import Settings
-from queuectl.errors import DatabaseUnavailable
+from queuectl.errors import DatabaseUnavailable, QueueError
 from queuectl.models import NewJob
 from queuectl.store import WorkerIdentity, mask_password, open_store
 
@@ -144,6 +144,16 @@ def test_eight_processes_can_create_the_schema_at_once(pg_database):
     store = open_store(pg_database)
     assert store.db.fetch_one("schema_version")["value"] == "1"
     store.close()
+
+
+def test_a_database_holding_other_tables_is_not_taken_over(pg_database):
+    with admin(pg_database) as conn:
+        conn.execute("CREATE TABLE invoices (id int)")
+    with pytest.raises(QueueError, match="is not a queuectl database"):
+        open_store(pg_database)
+    with admin(pg_database) as conn:  # and nothing was created next to it
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+                            ).fetchone()[0] == 1
 
 
 # -- LISTEN/NOTIFY ----------------------------------------------------------------------------
