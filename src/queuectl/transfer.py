@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import asdict, dataclass
 
+from queuectl import sql
 from queuectl.errors import InputError, QueueError
 from queuectl.store import JobStore, is_postgres, open_store, resolve_target
 from queuectl.store.connector import Conflict
@@ -83,7 +84,7 @@ def _copy(src: JobStore, dst: JobStore) -> Copied:
         if dst.db.fetch_one("any_job"):
             raise InputError(f"{dst.describe()} already holds jobs; migrate only copies into an "
                              "empty queue (nothing was written)")
-        writable = _placeholders(dst.db.queries["import_job"])
+        writable = _placeholders(sql.load(dst.db.dialect)["import_job"])
         for row in _batches(src, "export_jobs", {"after": 0}, lambda r: {"after": r["seq"]}):
             unknown = set(row) - writable
             if unknown:

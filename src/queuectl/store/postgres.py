@@ -58,11 +58,11 @@ class PostgresConnector:
         self._conninfo, self._where, self._password = _parse_url(url)
         self._in_transaction = False
         self._own_pid: int | None = None
-        self._listener: psycopg.Connection | None = None
+        self._listener: psycopg.Connection[Any] | None = None
         self._listen_retry_at = 0.0
         self._notified = False
         # Connect now, like SQLite opens its file: a wrong URL fails the command at once.
-        self._conn: psycopg.Connection | None = self._connect()
+        self._conn: psycopg.Connection[dict[str, Any]] | None = self._connect()
 
     # -- the handful of verbs the JobStore uses -------------------------------------------
 
@@ -129,7 +129,7 @@ class PostgresConnector:
 
     # -- connections --------------------------------------------------------------------------
 
-    def _connect(self) -> psycopg.Connection:
+    def _connect(self) -> psycopg.Connection[dict[str, Any]]:
         try:
             conn = psycopg.connect(self._conninfo, autocommit=True, row_factory=dict_row)
         except psycopg.Error as exc:
@@ -139,7 +139,8 @@ class PostgresConnector:
         self._own_pid = conn.info.backend_pid
         return conn
 
-    def _run(self, statement: str, params: dict[str, Any] | None = None) -> psycopg.Cursor:
+    def _run(self, statement: str,
+             params: dict[str, Any] | None = None) -> psycopg.Cursor[dict[str, Any]]:
         if self._conn is None:
             if self._in_transaction:  # never carry on a transaction on a new connection
                 raise DatabaseUnavailable(f"lost the connection to PostgreSQL at {self._where}")
@@ -252,4 +253,4 @@ def _parse_url(url: str) -> tuple[str, str, str | None]:
     if params.get("dbname"):
         where += f" (database {params['dbname']})"
     password = params.get("password")
-    return make_conninfo(**params), where, str(password) if password else None
+    return make_conninfo("", **params), where, str(password) if password else None
