@@ -240,6 +240,20 @@ def build_parser(wanted: str | None = None) -> Parser:
     p.set_defaults(func=_later("control", "cmd_purge"))
 
     p = _top(
+        sub, "migrate",
+        "copy a whole queue (jobs in their order, attempt history, config) to another "
+        "database, SQLite or PostgreSQL; refuses a target that already holds jobs",
+        "queuectl migrate --from ~/.local/share/queuectl/queue.db "
+        "--to postgresql://queue@dbhost/queue",
+        parents=[as_json],
+    )
+    p.add_argument("--from", dest="source", required=True, metavar="PATH|URL",
+                   help="the queue to copy (left unchanged)")
+    p.add_argument("--to", dest="target", required=True, metavar="PATH|URL",
+                   help="where to copy it: a new file, or an empty queue or database")
+    p.set_defaults(func=cmd_migrate)
+
+    p = _top(
         sub, "smoke-test",
         "run the whole lifecycle in a temporary database: a job that succeeds, one that "
         "fails, retries with backoff and lands in the DLQ; exit 0 only if all behaved",
@@ -650,6 +664,22 @@ def cmd_config_unset(args) -> int:
     get_key(args.key)
     with _open(args) as queue:
         queue.config_unset(args.key)
+    return EXIT_OK
+
+
+def cmd_migrate(args) -> int:
+    from queuectl.output import message, print_json
+    from queuectl.transfer import transfer
+
+    copied = transfer(args.source, args.target)
+    if args.json:
+        print_json(copied.as_dict())
+        return EXIT_OK
+    message(f"copied {copied.jobs} job(s), {copied.attempts} attempt(s) and {copied.config} "
+            "config value(s)")
+    if copied.running:
+        message(f"{copied.running} job(s) were running on the source; the target's workers "
+                "will recover them when their leases expire")
     return EXIT_OK
 
 

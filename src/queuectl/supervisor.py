@@ -15,6 +15,7 @@ import time
 
 from queuectl.log import log
 from queuectl.stopping import COLD, RUNNING, StopRequests
+from queuectl.store import mask_password
 
 RESTART_DELAYS = (0.5, 1, 2, 5, 10, 30)  # after consecutive crashes of one slot
 HEALTHY_AFTER_SECONDS = 60.0
@@ -64,7 +65,7 @@ class Supervisor:
         forwarded = RUNNING
         for slot in range(self.count):
             self._spawn(slot)
-        self._say(f"started {self.count} worker process(es) on {self.db}; "
+        self._say(f"started {self.count} worker process(es) on {mask_password(self.db)}; "
                   "Ctrl-C once to stop after the running jobs, twice to stop now")
         while self.children or (self.restart_at and stops.level == RUNNING):
             timeout = 1.0

@@ -19,7 +19,7 @@ from queuectl.models import Job
 from queuectl.processes import is_same_group, kill_group, start_stamp
 from queuectl.runner import RunningJob, StartFailed, describe_exit
 from queuectl.stopping import COLD, RUNNING, WARM, StopRequests
-from queuectl.store import JobStore, WorkerIdentity
+from queuectl.store import JobStore, WorkerIdentity, strip_password
 from queuectl.watchdog import Watchdog
 
 IDLE_CHECK_SECONDS = 0.02  # how often an idle worker asks SQLite whether anything changed
@@ -197,7 +197,7 @@ class Worker:
         with a plain `queuectl enqueue`), its id and its run number. Never a password:
         describe() leaves it out."""
         return {
-            "QUEUECTL_DB": self.store.describe(),
+            "QUEUECTL_DB": strip_password(self.store.describe()),
             "QUEUECTL_JOB_ID": job.id,
             "QUEUECTL_RUN": str(job.runs),
             **job.env,

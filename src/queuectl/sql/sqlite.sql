@@ -109,6 +109,10 @@ SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'queuectl_meta'
 -- name: any_table_exists
 SELECT 1 FROM sqlite_master LIMIT 1
 
+-- name: lock_schema
+-- Nothing to do: the migration's BEGIN IMMEDIATE already made it the only writer.
+SELECT 1
+
 -- name: schema_version
 SELECT value FROM queuectl_meta WHERE key = 'schema_version'
 
@@ -140,7 +144,9 @@ SET state = 'processing', runs = runs + 1, worker_id = :worker_id, host = :host,
     lease_token = :token, lease_expires_at = :lease_until, started_at = :now,
     updated_at = :now, pgid = NULL, pgid_started = NULL
 WHERE seq = (
-    -- INDEXED BY: left alone, the planner seeks jobs_by_state and sorts every ready job
+    -- INDEXED BY: without statistics (queuectl never runs ANALYZE) SQLite picks jobs_by_state
+    -- and sorts every ready job, 25 ms per claim at 100k pending instead of 0.3 ms. Naming the
+    -- index also makes SQLite refuse this query if a change ever made the index unusable.
     SELECT seq FROM jobs INDEXED BY jobs_ready
     WHERE state IN ('pending', 'failed') AND run_at <= :now
     ORDER BY priority DESC, run_at, seq
@@ -334,3 +340,51 @@ ORDER BY w.started_at, w.id
 
 -- name: forget_dead_workers
 DELETE FROM workers WHERE heartbeat_at < :alive_since
+
+-- name: any_job
+-- This block and the ones below serve `queuectl migrate` (transfer.py).
+SELECT 1 FROM jobs LIMIT 1
+
+-- name: lock_for_import
+-- Nothing to do: BEGIN IMMEDIATE already keeps every other writer out until the copy commits.
+SELECT 1
+
+-- name: export_jobs
+SELECT * FROM jobs WHERE seq > :after ORDER BY seq LIMIT :limit
+
+-- name: export_attempts
+SELECT * FROM attempts WHERE (job_id, run) > (:job_id, :run)
+ORDER BY job_id, run LIMIT :limit
+
+-- name: import_job
+-- Every column, seq included, so the copy keeps the order of the queue. A column added by a
+-- later migration must be added here too (transfer.py refuses to copy a column it cannot write).
+INSERT INTO jobs (
+    seq, id, command, state, attempts, max_retries, created_at, updated_at, run_at,
+    priority, queue, timeout, cwd, env, unique_key, runs, crashes, last_error,
+    exit_code, finished_at, worker_id, host, lease_token, lease_expires_at, started_at,
+    pgid, pgid_started, cancel_requested
+) VALUES (
+    :seq, :id, :command, :state, :attempts, :max_retries, :created_at, :updated_at,
+    :run_at, :priority, :queue, :timeout, :cwd, :env, :unique_key, :runs, :crashes,
+    :last_error, :exit_code, :finished_at, :worker_id, :host, :lease_token,
+    :lease_expires_at, :started_at, :pgid, :pgid_started, :cancel_requested
+)
+
+-- name: import_attempt
+INSERT INTO attempts (job_id, run, worker_id, host, started_at,
+                      finished_at, outcome, exit_code, error, output_bytes)
+VALUES (:job_id, :run, :worker_id, :host, :started_at, :finished_at, :outcome, :exit_code,
+        :error, :output_bytes)
+
+-- name: export_output
+SELECT * FROM output_chunks WHERE (job_id, run, start_byte) > (:job_id, :run, :start_byte)
+ORDER BY job_id, run, start_byte LIMIT :limit
+
+-- name: import_output
+INSERT INTO output_chunks (job_id, run, start_byte, data)
+VALUES (:job_id, :run, :start_byte, :data)
+
+-- name: finish_import
+-- Nothing to do: AUTOINCREMENT already moved past the largest seq inserted.
+SELECT 1

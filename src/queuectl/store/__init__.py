@@ -8,7 +8,7 @@ from queuectl.errors import InputError
 from queuectl.store.jobstore import Enqueued, JobStore, WorkerIdentity
 
 __all__ = ["Enqueued", "JobStore", "WorkerIdentity", "open_store", "resolve_target",
-           "default_db_path", "is_postgres"]
+           "default_db_path", "is_postgres", "mask_password"]
 
 ENV_VAR = "QUEUECTL_DB"
 
@@ -26,6 +26,34 @@ def is_postgres(target: str) -> bool:
     return target.startswith(("postgresql://", "postgres://"))
 
 
+def mask_password(url: str) -> str:
+    """The URL as it may be shown: a password in it (user:secret@ or ?password=) becomes ***."""
+    import re  # here, not at the top: only PostgreSQL URLs need it, and start-up counts
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    userinfo, at, hostinfo = parts.netloc.rpartition("@")
+    netloc = parts.netloc
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostinfo}"
+    query = re.sub(r"(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def strip_password(target: str) -> str:
+    """The target with no password at all (a job gets this as QUEUECTL_DB; it can reach the
+    database through PGPASSWORD or ~/.pgpass if it needs to)."""
+    if not is_postgres(target):
+        return target
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(target)
+    userinfo, at, hostinfo = parts.netloc.rpartition("@")
+    netloc = f"{userinfo.split(':', 1)[0]}@{hostinfo}" if at else parts.netloc
+    query = "&".join(p for p in parts.query.split("&") if p and not p.startswith("password="))
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
 def resolve_target(db: str | None) -> str:
     target = db or os.environ.get(ENV_VAR) or default_db_path()
     if not target.strip():
@@ -36,7 +64,8 @@ def resolve_target(db: str | None) -> str:
         target = target.removeprefix("sqlite://")
     elif "://" in target:
         raise InputError(
-            f"unsupported database URL {target!r}; use a file path or postgresql://..."
+            f"unsupported database URL {mask_password(target)!r}; use a file path or "
+            "postgresql://..."
         )
     return os.path.abspath(os.path.expanduser(target))
 

@@ -79,6 +79,7 @@ class JobStore:
         if self._schema_version() == SCHEMA_VERSION:
             return
         with self.db.transaction():
+            self.db.execute("lock_schema")  # PostgreSQL: one migrating process at a time
             version = self._schema_version()
             if version is None and self.db.fetch_one("any_table_exists"):
                 raise QueueError(

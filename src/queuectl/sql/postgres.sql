@@ -1,0 +1,432 @@
+-- PostgreSQL dialect: the same blocks and meanings as sqlite.sql. Parameters are %(named)s
+-- (psycopg), so a literal percent sign in a block with parameters must be written twice.
+-- Times are DOUBLE PRECISION seconds since the epoch, as on SQLite, so `queuectl migrate`
+-- copies values unchanged between the two.
+--
+-- Wake-ups: statements that make a job claimable (or ask workers to stop) also call
+-- pg_notify('queuectl', ...). It is delivered at commit, so idle workers LISTENing on
+-- that channel look for work at once instead of at their next poll. They are wrapped as
+-- `WITH changed AS (...) SELECT ... FROM changed` so the statement still reports one row
+-- per changed row, which is the count the JobStore checks.
+
+-- name: migration_1
+CREATE TABLE queuectl_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE jobs (
+    seq              BIGSERIAL PRIMARY KEY,           -- FIFO order within a priority
+    id               TEXT NOT NULL UNIQUE,
+    command          TEXT NOT NULL,
+    state            TEXT NOT NULL CHECK (state IN
+                       ('pending', 'processing', 'completed', 'failed', 'dead', 'cancelled')),
+    attempts         INTEGER NOT NULL DEFAULT 0,      -- charged runs (crashes are not charged)
+    max_retries      INTEGER NOT NULL,
+    created_at       DOUBLE PRECISION NOT NULL,
+    updated_at       DOUBLE PRECISION NOT NULL,
+    run_at           DOUBLE PRECISION NOT NULL,       -- not claimed before this time
+    priority         INTEGER NOT NULL DEFAULT 0,
+    queue            TEXT NOT NULL DEFAULT 'default',
+    timeout          DOUBLE PRECISION,
+    cwd              TEXT,
+    env              TEXT,                            -- JSON object, as text like SQLite
+    unique_key       TEXT,
+    runs             INTEGER NOT NULL DEFAULT 0,      -- every start, charged or not
+    crashes          INTEGER NOT NULL DEFAULT 0,      -- runs lost with their worker
+    last_error       TEXT,
+    exit_code        INTEGER,
+    finished_at      DOUBLE PRECISION,
+    -- set while processing: who owns the job and the process group that runs it
+    worker_id        TEXT,
+    host             TEXT,
+    lease_token      TEXT,
+    lease_expires_at DOUBLE PRECISION,
+    started_at       DOUBLE PRECISION,
+    pgid             BIGINT,
+    pgid_started     TEXT                             -- boot id + start time: guards pid reuse
+);
+
+-- The claim walks this index in order and stops at the first due job it can lock.
+CREATE INDEX jobs_ready ON jobs (priority DESC, run_at, seq) WHERE state IN ('pending', 'failed');
+CREATE INDEX jobs_leases ON jobs (lease_expires_at) WHERE state = 'processing';
+CREATE INDEX jobs_by_state ON jobs (state, seq);
+CREATE UNIQUE INDEX jobs_unique_active ON jobs (unique_key)
+    WHERE unique_key IS NOT NULL AND state IN ('pending', 'failed', 'processing');
+
+-- The dead letter queue is a view, as on SQLite: one row and one state per job.
+CREATE VIEW dlq AS
+    SELECT id, command, attempts, max_retries, last_error, exit_code, crashes,
+           created_at, finished_at AS died_at, queue
+    FROM jobs WHERE state = 'dead';
+
+CREATE TABLE attempts (
+    job_id      TEXT NOT NULL,
+    run         INTEGER NOT NULL,
+    worker_id   TEXT,
+    host        TEXT,
+    started_at  DOUBLE PRECISION NOT NULL,
+    finished_at DOUBLE PRECISION NOT NULL,
+    outcome     TEXT NOT NULL,   -- completed, failed, crashed, released
+    exit_code   INTEGER,
+    error       TEXT,
+    PRIMARY KEY (job_id, run)
+);
+
+CREATE TABLE config (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE workers (
+    id             TEXT PRIMARY KEY,
+    host           TEXT NOT NULL,
+    pid            BIGINT NOT NULL,
+    pid_started    TEXT,                              -- boot id + start time: guards pid reuse
+    queues         TEXT,
+    started_at     DOUBLE PRECISION NOT NULL,
+    heartbeat_at   DOUBLE PRECISION NOT NULL,
+    stop_requested INTEGER NOT NULL DEFAULT 0
+);
+
+-- name: migration_2
+-- Job options: cancel requests, captured output, queue-aware claims, retention.
+ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE attempts ADD COLUMN output_bytes BIGINT;
+
+CREATE TABLE output_chunks (
+    job_id     TEXT NOT NULL,
+    run        INTEGER NOT NULL,
+    start_byte BIGINT NOT NULL,
+    data       BYTEA NOT NULL,
+    PRIMARY KEY (job_id, run, start_byte)
+);
+
+CREATE INDEX jobs_ready_by_queue ON jobs (queue, priority DESC, run_at, seq)
+    WHERE state IN ('pending', 'failed');
+CREATE INDEX jobs_finished ON jobs (finished_at) WHERE state IN ('completed', 'dead', 'cancelled');
+
+-- name: schema_table_exists
+SELECT 1 FROM information_schema.tables
+WHERE table_schema = current_schema() AND table_name = 'queuectl_meta'
+
+-- name: any_table_exists
+SELECT 1 FROM pg_tables WHERE schemaname = current_schema() LIMIT 1
+
+-- name: lock_schema
+-- Processes starting at once queue here; each then re-reads the version after the previous
+-- one committed (READ COMMITTED), so exactly one of them creates the tables. Without it, two
+-- concurrent CREATE TABLE fail on the catalog's unique indexes. The key is 'qctl' in ASCII.
+SELECT pg_advisory_xact_lock(1902343276)
+
+-- name: schema_version
+SELECT value FROM queuectl_meta WHERE key = 'schema_version'
+
+-- name: set_schema_version
+INSERT INTO queuectl_meta (key, value) VALUES ('schema_version', %(version)s)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value
+
+-- name: insert_job
+WITH changed AS (
+    INSERT INTO jobs (id, command, state, attempts, max_retries, created_at, updated_at,
+                      run_at, priority, queue, timeout, cwd, env, unique_key)
+    VALUES (%(id)s, %(command)s, 'pending', 0, %(max_retries)s, %(now)s, %(now)s, %(run_at)s,
+            %(priority)s, %(queue)s, %(timeout)s, %(cwd)s, %(env)s, %(unique_key)s)
+    -- A live job with the same unique_key wins: no row, and the caller reports that job.
+    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
+                               AND state IN ('pending', 'failed', 'processing')
+    DO NOTHING
+    RETURNING 1
+)
+SELECT pg_notify('queuectl', 'job') FROM changed
+
+-- name: live_job_with_key
+SELECT id FROM jobs
+WHERE unique_key = %(unique_key)s AND state IN ('pending', 'failed', 'processing')
+
+-- name: job_id_exists
+SELECT 1 FROM jobs WHERE id = %(id)s
+
+-- name: claim_any
+-- SKIP LOCKED: concurrent claimers pass over rows another transaction is claiming right now
+-- instead of queueing behind it, so N workers take N different jobs without waiting.
+UPDATE jobs
+SET state = 'processing', runs = runs + 1, worker_id = %(worker_id)s, host = %(host)s,
+    lease_token = %(token)s, lease_expires_at = %(lease_until)s, started_at = %(now)s,
+    updated_at = %(now)s, pgid = NULL, pgid_started = NULL
+WHERE seq = (
+    SELECT seq FROM jobs
+    WHERE state IN ('pending', 'failed') AND run_at <= %(now)s
+    ORDER BY priority DESC, run_at, seq
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING *
+
+-- name: claim_in_queues
+-- The best due job of each served queue (each found on jobs_ready_by_queue and locked with
+-- SKIP LOCKED, so a queue whose best row is being claimed offers its next one), then the best
+-- of those.
+UPDATE jobs
+SET state = 'processing', runs = runs + 1, worker_id = %(worker_id)s, host = %(host)s,
+    lease_token = %(token)s, lease_expires_at = %(lease_until)s, started_at = %(now)s,
+    updated_at = %(now)s, pgid = NULL, pgid_started = NULL
+WHERE seq = (
+    SELECT best.seq
+    FROM jsonb_array_elements_text(%(queues)s::jsonb) AS served(queue)
+    CROSS JOIN LATERAL (
+        SELECT seq, priority, run_at FROM jobs
+        WHERE queue = served.queue AND state IN ('pending', 'failed') AND run_at <= %(now)s
+        ORDER BY priority DESC, run_at, seq
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    ) AS best
+    ORDER BY best.priority DESC, best.run_at, best.seq
+    LIMIT 1
+)
+RETURNING *
+
+-- name: set_job_process
+UPDATE jobs SET pgid = %(pgid)s, pgid_started = %(pgid_started)s
+WHERE id = %(id)s AND lease_token = %(token)s AND state = 'processing'
+
+-- name: renew_lease
+UPDATE jobs SET lease_expires_at = %(lease_until)s
+WHERE id = %(id)s AND lease_token = %(token)s AND state = 'processing'
+
+-- name: cancel_requested
+SELECT cancel_requested FROM jobs
+WHERE id = %(id)s AND lease_token = %(token)s AND state = 'processing'
+
+-- name: cancel_waiting_job
+UPDATE jobs
+SET state = 'cancelled', finished_at = %(now)s, updated_at = %(now)s,
+    last_error = 'cancelled by user'
+WHERE id = %(id)s AND state IN ('pending', 'failed')
+
+-- name: request_cancel
+-- The notification wakes the running job's worker, which checks for a cancel when told that
+-- something changed.
+WITH changed AS (
+    UPDATE jobs SET cancel_requested = 1, updated_at = %(now)s
+    WHERE id = %(id)s AND state = 'processing'
+    RETURNING 1
+)
+SELECT pg_notify('queuectl', 'cancel') FROM changed
+
+-- name: insert_output_chunk
+-- Only while the run still owns the job: a fenced-out worker stores nothing.
+INSERT INTO output_chunks (job_id, run, start_byte, data)
+SELECT %(job_id)s, %(run)s, %(start_byte)s, %(data)s
+WHERE EXISTS (SELECT 1 FROM jobs WHERE id = %(job_id)s AND lease_token = %(token)s
+                                   AND state = 'processing')
+ON CONFLICT (job_id, run, start_byte) DO NOTHING
+
+-- name: trim_output
+DELETE FROM output_chunks
+WHERE job_id = %(job_id)s AND run = %(run)s
+  AND start_byte >= %(head_end)s AND start_byte + octet_length(data) <= %(tail_start)s
+
+-- name: output_chunks_since
+SELECT start_byte, data FROM output_chunks
+WHERE job_id = %(job_id)s AND run = %(run)s AND start_byte >= %(from_byte)s
+ORDER BY start_byte
+
+-- name: finish_job
+-- Only a job that becomes claimable again (pending, or failed with a backoff) wakes workers.
+WITH changed AS (
+    UPDATE jobs
+    SET state = %(state)s, attempts = %(attempts)s, run_at = %(run_at)s,
+        exit_code = %(exit_code)s, last_error = %(error)s, finished_at = %(finished_at)s,
+        updated_at = %(now)s, crashes = %(crashes)s,
+        worker_id = NULL, host = NULL, lease_token = NULL, lease_expires_at = NULL,
+        pgid = NULL, pgid_started = NULL, cancel_requested = 0
+    WHERE id = %(id)s AND lease_token = %(token)s AND state = 'processing'
+    RETURNING state
+)
+SELECT CASE WHEN state IN ('pending', 'failed') THEN pg_notify('queuectl', 'job') END
+FROM changed
+
+-- name: take_over_lost
+UPDATE jobs SET lease_token = %(new_token)s, lease_expires_at = %(lease_until)s,
+    updated_at = %(now)s
+WHERE id = %(id)s AND lease_token = %(token)s AND state = 'processing'
+  AND (lease_expires_at < %(now)s OR worker_id = %(dead_worker_id)s)
+
+-- name: jobs_of_worker
+SELECT * FROM jobs WHERE state = 'processing' AND worker_id = %(worker_id)s
+
+-- name: workers_on_host
+SELECT id, pid, pid_started FROM workers WHERE host = %(host)s
+
+-- name: expired_jobs
+SELECT * FROM jobs
+WHERE state = 'processing' AND lease_expires_at < %(now)s
+ORDER BY lease_expires_at
+LIMIT 100
+
+-- name: insert_attempt
+INSERT INTO attempts (job_id, run, worker_id, host, started_at, finished_at, outcome,
+                      exit_code, error, output_bytes)
+VALUES (%(job_id)s, %(run)s, %(worker_id)s, %(host)s, %(started_at)s, %(finished_at)s,
+        %(outcome)s, %(exit_code)s, %(error)s, %(output_bytes)s)
+ON CONFLICT (job_id, run) DO NOTHING
+
+-- name: get_job
+SELECT * FROM jobs WHERE id = %(id)s
+
+-- name: list_jobs
+SELECT * FROM jobs ORDER BY seq DESC LIMIT %(limit)s
+
+-- name: list_jobs_in_state
+SELECT * FROM jobs WHERE state = %(state)s ORDER BY seq DESC LIMIT %(limit)s
+
+-- name: list_jobs_in_queue
+SELECT * FROM jobs WHERE queue = %(queue)s ORDER BY seq DESC LIMIT %(limit)s
+
+-- name: list_jobs_in_state_and_queue
+SELECT * FROM jobs WHERE state = %(state)s AND queue = %(queue)s
+ORDER BY seq DESC LIMIT %(limit)s
+
+-- name: count_by_state
+SELECT state, COUNT(*) AS n FROM jobs GROUP BY state
+
+-- name: job_attempts
+SELECT * FROM attempts WHERE job_id = %(job_id)s ORDER BY run
+
+-- name: dlq_list
+-- NULLS LAST and the C collation give the order SQLite gives.
+SELECT * FROM dlq ORDER BY died_at DESC NULLS LAST, id COLLATE "C" LIMIT %(limit)s
+
+-- name: dlq_retry
+WITH changed AS (
+    UPDATE jobs
+    SET state = 'pending', attempts = 0, crashes = 0, run_at = %(now)s, updated_at = %(now)s,
+        finished_at = NULL
+    WHERE id = %(id)s AND state = 'dead'
+    RETURNING 1
+)
+SELECT pg_notify('queuectl', 'job') FROM changed
+
+-- name: dlq_retry_all
+-- One notification per row, but PostgreSQL folds identical ones within a transaction.
+WITH changed AS (
+    UPDATE jobs
+    SET state = 'pending', attempts = 0, crashes = 0, run_at = %(now)s, updated_at = %(now)s,
+        finished_at = NULL
+    WHERE state = 'dead'
+    RETURNING 1
+)
+SELECT pg_notify('queuectl', 'job') FROM changed
+
+-- name: purge_output
+-- purge_*: finished jobs older than a cut-off, oldest first, in bounded batches; the job rows
+-- go last so the three subqueries pick the same batch (see sqlite.sql).
+DELETE FROM output_chunks WHERE job_id IN (
+    SELECT id FROM jobs
+    WHERE state IN (SELECT jsonb_array_elements_text(%(states)s::jsonb))
+      AND finished_at < %(before)s
+    ORDER BY finished_at, seq LIMIT %(limit)s)
+
+-- name: purge_attempts
+DELETE FROM attempts WHERE job_id IN (
+    SELECT id FROM jobs
+    WHERE state IN (SELECT jsonb_array_elements_text(%(states)s::jsonb))
+      AND finished_at < %(before)s
+    ORDER BY finished_at, seq LIMIT %(limit)s)
+
+-- name: purge_jobs
+DELETE FROM jobs WHERE id IN (
+    SELECT id FROM jobs
+    WHERE state IN (SELECT jsonb_array_elements_text(%(states)s::jsonb))
+      AND finished_at < %(before)s
+    ORDER BY finished_at, seq LIMIT %(limit)s)
+
+-- name: config_all
+SELECT key, value FROM config ORDER BY key
+
+-- name: config_set
+INSERT INTO config (key, value) VALUES (%(key)s, %(value)s)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value
+
+-- name: config_unset
+DELETE FROM config WHERE key = %(key)s
+
+-- name: register_worker
+INSERT INTO workers (id, host, pid, pid_started, queues, started_at, heartbeat_at)
+VALUES (%(id)s, %(host)s, %(pid)s, %(pid_started)s, %(queues)s, %(now)s, %(now)s)
+
+-- name: worker_heartbeat
+UPDATE workers SET heartbeat_at = %(now)s WHERE id = %(id)s
+
+-- name: worker_stop_requested
+SELECT stop_requested FROM workers WHERE id = %(id)s
+
+-- name: unregister_worker
+DELETE FROM workers WHERE id = %(id)s
+
+-- name: request_stop
+WITH changed AS (
+    UPDATE workers SET stop_requested = 1 WHERE heartbeat_at >= %(alive_since)s
+    RETURNING 1
+)
+SELECT pg_notify('queuectl', 'stop') FROM changed
+
+-- name: live_workers
+SELECT w.*, j.id AS current_job, j.started_at AS job_started_at
+FROM workers w
+LEFT JOIN jobs j ON j.worker_id = w.id AND j.state = 'processing'
+WHERE w.heartbeat_at >= %(alive_since)s
+ORDER BY w.started_at, w.id COLLATE "C"
+
+-- name: forget_dead_workers
+DELETE FROM workers WHERE heartbeat_at < %(alive_since)s
+
+-- name: any_job
+-- This block and the ones below serve `queuectl migrate` (transfer.py).
+SELECT 1 FROM jobs LIMIT 1
+
+-- name: lock_for_import
+-- Enqueues wait until the copy commits, so none can take a seq the copy is about to use.
+LOCK TABLE jobs, attempts IN EXCLUSIVE MODE
+
+-- name: export_jobs
+SELECT * FROM jobs WHERE seq > %(after)s ORDER BY seq LIMIT %(limit)s
+
+-- name: export_attempts
+SELECT * FROM attempts WHERE (job_id, run) > (%(job_id)s, %(run)s)
+ORDER BY job_id, run LIMIT %(limit)s
+
+-- name: import_job
+-- Every column, seq included, so the copy keeps the order of the queue. A column added by a
+-- later migration must be added here too (transfer.py refuses to copy a column it cannot write).
+INSERT INTO jobs (
+    seq, id, command, state, attempts, max_retries, created_at, updated_at, run_at,
+    priority, queue, timeout, cwd, env, unique_key, runs, crashes, last_error,
+    exit_code, finished_at, worker_id, host, lease_token, lease_expires_at, started_at,
+    pgid, pgid_started, cancel_requested
+) VALUES (
+    %(seq)s, %(id)s, %(command)s, %(state)s, %(attempts)s, %(max_retries)s,
+    %(created_at)s, %(updated_at)s, %(run_at)s, %(priority)s, %(queue)s, %(timeout)s,
+    %(cwd)s, %(env)s, %(unique_key)s, %(runs)s, %(crashes)s, %(last_error)s,
+    %(exit_code)s, %(finished_at)s, %(worker_id)s, %(host)s, %(lease_token)s,
+    %(lease_expires_at)s, %(started_at)s, %(pgid)s, %(pgid_started)s, %(cancel_requested)s
+)
+
+-- name: import_attempt
+INSERT INTO attempts (job_id, run, worker_id, host, started_at,
+                      finished_at, outcome, exit_code, error, output_bytes)
+VALUES (%(job_id)s, %(run)s, %(worker_id)s, %(host)s, %(started_at)s, %(finished_at)s,
+        %(outcome)s, %(exit_code)s, %(error)s, %(output_bytes)s)
+
+-- name: export_output
+SELECT * FROM output_chunks WHERE (job_id, run, start_byte) > (%(job_id)s, %(run)s, %(start_byte)s)
+ORDER BY job_id, run, start_byte LIMIT %(limit)s
+
+-- name: import_output
+INSERT INTO output_chunks (job_id, run, start_byte, data)
+VALUES (%(job_id)s, %(run)s, %(start_byte)s, %(data)s)
+
+-- name: finish_import
+-- The copied rows brought their own seq values; start the sequence after the largest.
+SELECT setval(pg_get_serial_sequence('jobs', 'seq'), COALESCE(MAX(seq), 0) + 1, false) FROM jobs

@@ -1,0 +1,256 @@
+"""The PostgreSQL connector: one connection for the queries, and one more, opened lazily by the
+first `changed()`, that LISTENs so idle workers wake up as soon as a job becomes claimable.
+
+psycopg is imported only here. The SQLite path must run from a bare checkout with the standard
+library alone, so `open_store` imports this module only for postgresql:// URLs.
+
+Connection loss: a call that finds the connection broken drops it and raises DatabaseUnavailable;
+the next call connects again. A statement is never retried here: after a loss we cannot know
+whether it committed, and the callers (the worker loop, the CLI) already handle that error.
+"""
+
+from __future__ import annotations
+
+import re
+import select
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+try:
+    import psycopg
+    from psycopg import pq
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    from psycopg.rows import dict_row
+except ImportError:  # the [postgres] extra is not installed; say so when a URL asks for it
+    psycopg = None  # type: ignore[assignment]
+
+from queuectl import sql
+from queuectl.errors import DatabaseUnavailable, InputError, QueueError
+from queuectl.store import mask_password
+from queuectl.store.connector import Conflict
+
+NOTIFY_CHANNEL = "queuectl"  # the SQL's pg_notify calls name it too
+LISTEN_RETRY_SECONDS = 1.0
+# libpq waits forever by default: a CLI call should give up on a silent host, and a worker
+# should notice a server that vanished without closing the connection. A URL may override.
+CONNECT_DEFAULTS = {
+    "connect_timeout": "10",
+    "application_name": "queuectl",
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+}
+NOT_INSTALLED = "PostgreSQL support is not installed: pip install 'queuectl[postgres]'"
+
+
+class PostgresConnector:
+    dialect = "postgres"
+
+    def __init__(self, url: str):
+        if psycopg is None:
+            raise QueueError(NOT_INSTALLED)
+        self.url = url
+        self.queries = sql.load(self.dialect)
+        self._conninfo, self._where, self._password = _parse_url(url)
+        self._in_transaction = False
+        self._own_pid: int | None = None
+        self._listener: psycopg.Connection[Any] | None = None
+        self._listen_retry_at = 0.0
+        self._notified = False
+        # Connect now, like SQLite opens its file: a wrong URL fails the command at once.
+        self._conn: psycopg.Connection[dict[str, Any]] | None = self._connect()
+
+    # -- the handful of verbs the JobStore uses -------------------------------------------
+
+    def execute(self, name: str, params: dict[str, Any] | None = None) -> int:
+        return self._run(self.queries[name], params).rowcount
+
+    def fetch_one(self, name: str, params: dict[str, Any] | None = None) -> dict | None:
+        rows = self._run(self.queries[name], params).fetchall()
+        return rows[0] if rows else None
+
+    def fetch_all(self, name: str, params: dict[str, Any] | None = None) -> list[dict]:
+        return self._run(self.queries[name], params).fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self._in_transaction:  # nested use joins the outer transaction
+            yield
+            return
+        self._run("BEGIN")
+        self._in_transaction = True
+        try:
+            yield
+        except BaseException:
+            self._in_transaction = False
+            self._rollback_quietly()
+            raise
+        self._in_transaction = False
+        if self._conn is not None and self._conn.info.transaction_status == \
+                pq.TransactionStatus.INERROR:
+            # A caller swallowed a failed statement; COMMIT would silently roll back.
+            self._rollback_quietly()
+            raise QueueError(f"a statement failed in a transaction on {self._where}; "
+                             "nothing of it was written")
+        self._run("COMMIT")
+
+    def run_script(self, script: str) -> None:
+        # Without parameters psycopg sends the text as one simple query: several statements.
+        self._run(script, None)
+
+    def changed(self) -> bool:
+        """True when a NOTIFY from another connection arrived since the last call (or when
+        the LISTEN connection was just (re)opened or lost, as notifications may have been
+        missed then). Costs one non-blocking select(), no query."""
+        if self._listener is None:
+            if time.monotonic() < self._listen_retry_at:
+                return False  # the worker's own poll covers the gap until we listen again
+            self._listen()
+            return True
+        self._drain_notifications()
+        notified, self._notified = self._notified, False
+        return notified
+
+    def close(self) -> None:
+        for conn in (self._listener, self._conn):
+            if conn is not None:
+                try:
+                    conn.close()
+                except psycopg.Error:
+                    pass
+        self._listener = self._conn = None
+
+    def describe(self) -> str:
+        return mask_password(self.url)
+
+    # -- connections --------------------------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection[dict[str, Any]]:
+        try:
+            conn = psycopg.connect(self._conninfo, autocommit=True, row_factory=dict_row)
+        except psycopg.Error as exc:
+            raise DatabaseUnavailable(
+                f"cannot connect to PostgreSQL at {self._where}: {self._reason(exc)}"
+            ) from None
+        self._own_pid = conn.info.backend_pid
+        return conn
+
+    def _run(self, statement: str,
+             params: dict[str, Any] | None = None) -> psycopg.Cursor[dict[str, Any]]:
+        if self._conn is None:
+            if self._in_transaction:  # never carry on a transaction on a new connection
+                raise DatabaseUnavailable(f"lost the connection to PostgreSQL at {self._where}")
+            self._conn = self._connect()
+        conn = self._conn
+        # Read pending notifications even while busy, so they never pile up on the server
+        # during a long job (the queue of undelivered NOTIFYs is shared by the whole cluster).
+        self._drain_notifications()
+        try:
+            return conn.execute(statement, params or None)
+        except psycopg.errors.UniqueViolation as exc:
+            raise Conflict(self._reason(exc)) from None
+        except psycopg.errors.InFailedSqlTransaction:
+            raise QueueError(f"a statement failed earlier in this transaction on "
+                             f"{self._where}; nothing of it was written") from None
+        except psycopg.Error as exc:
+            if conn.closed or conn.broken:
+                self._drop_connection()
+                raise DatabaseUnavailable(
+                    f"lost the connection to PostgreSQL at {self._where}: {self._reason(exc)}"
+                ) from None
+            raise QueueError(f"database error on {self._where}: {self._reason(exc)}") from None
+
+    def _rollback_quietly(self) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            conn.execute("ROLLBACK")
+        except psycopg.Error:
+            if conn.closed or conn.broken:
+                self._drop_connection()
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except psycopg.Error:
+                pass
+
+    # -- LISTEN/NOTIFY ------------------------------------------------------------------------
+
+    def _listen(self) -> None:
+        try:
+            listener = psycopg.connect(self._conninfo, autocommit=True)
+            listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        except psycopg.Error:
+            self._listen_retry_at = time.monotonic() + LISTEN_RETRY_SECONDS
+            return
+        self._listener = listener
+        self._notified = False
+
+    def _drain_notifications(self) -> None:
+        listener = self._listener
+        if listener is None:
+            return
+        pgconn = listener.pgconn
+        try:
+            readable, _, _ = select.select([pgconn.socket], [], [], 0)
+            if readable:
+                pgconn.consume_input()
+            while (note := pgconn.notifies()) is not None:
+                if note.be_pid != self._own_pid:  # our own commits tell us nothing new
+                    self._notified = True
+            if pgconn.status != pq.ConnStatus.OK:
+                raise psycopg.OperationalError("the LISTEN connection was closed")
+        except (psycopg.Error, OSError, ValueError):
+            # Lost (server restart, terminated backend): wake the worker once so it polls,
+            # and listen again a little later.
+            self._listener = None
+            self._notified = True
+            self._listen_retry_at = time.monotonic() + LISTEN_RETRY_SECONDS
+            try:
+                listener.close()
+            except psycopg.Error:
+                pass
+
+    # -- messages -----------------------------------------------------------------------------
+
+    def _reason(self, exc: Exception) -> str:
+        """One line from a psycopg error: the server's message, or libpq's without its
+        'connection to server at ... failed:' preamble; never the password."""
+        diag = getattr(exc, "diag", None)
+        text = (diag.message_primary if diag is not None else None) or str(exc)
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        text = lines[0] if lines else type(exc).__name__
+        text = re.sub(r"^.*?connection to server .*? failed:\s*", "", text)
+        text = re.sub(r"^FATAL:\s*", "", text)
+        if self._password:
+            text = text.replace(self._password, "***")
+        return text
+
+
+def _parse_url(url: str) -> tuple[str, str, str | None]:
+    """(conninfo with our defaults under the URL's own settings, 'host:port (database db)'
+    for messages, the password to keep out of them)."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        secret = urlsplit(url).password
+        if secret:
+            reason = reason.replace(secret, "***")
+        raise InputError(f"invalid PostgreSQL URL {mask_password(url)}: {reason}") from None
+    for key, value in CONNECT_DEFAULTS.items():
+        params.setdefault(key, value)
+    host = params.get("host") or "the local socket"
+    where = f"{host}:{params.get('port') or 5432}"
+    if params.get("dbname"):
+        where += f" (database {params['dbname']})"
+    password = params.get("password")
+    return make_conninfo("", **params), where, str(password) if password else None

@@ -1,0 +1,49 @@
+"""An idle worker wakes up when another process commits a job, long before its poll interval,
+on every backend (SQLite: PRAGMA data_version; PostgreSQL: LISTEN/NOTIFY)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from queuectl.models import NewJob
+from queuectl.store import open_store
+from queuectl.worker import Worker, new_identity
+
+POLL = "30"  # far longer than any wait below: only a wake-up can make these tests pass
+
+
+def test_a_job_committed_right_after_an_empty_claim_wakes_the_idle_worker(db):
+    store, other = open_store(db), open_store(db)
+    try:
+        store.config_set("poll-seconds", POLL)
+        worker = Worker(store, new_identity(), verbose=False)
+        store.db.changed()  # start watching (PostgreSQL: LISTEN) before the claim
+        assert worker.run_once(time.time()) is False  # nothing to do
+        # The commit lands between the empty claim and the idle wait: it must not be lost.
+        other.enqueue([NewJob(id="late", command="true")], time.time())
+        started = time.monotonic()
+        worker._idle_wait()
+        assert time.monotonic() - started < 2.0
+        assert worker.run_once(time.time()) is True
+    finally:
+        store.close()
+        other.close()
+
+
+def test_a_running_worker_picks_up_each_new_job_without_waiting_for_its_poll(cli):
+    assert cli("config", "set", "poll-seconds", POLL).returncode == 0
+    workers = cli.popen("worker", "start", "--count", "1")
+    try:
+        for number in range(3):
+            job_id = f"job{number}"
+            enqueued = cli("enqueue", json.dumps({"id": job_id, "command": "true"}))
+            assert enqueued.returncode == 0, enqueued.stderr
+            deadline = time.monotonic() + 10
+            while json.loads(cli("show", job_id, "--json").stdout)["state"] != "completed":
+                assert time.monotonic() < deadline, f"{job_id} was not picked up"
+                time.sleep(0.05)
+    finally:
+        workers.terminate()
+        out, err = workers.communicate(timeout=30)
+    assert workers.returncode == 0, err
