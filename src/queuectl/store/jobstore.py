@@ -220,10 +220,16 @@ class JobStore:
                 "token": job.lease_token,
             })
         if output.dropped:
+            cut_end, replacement = output.take_trim()
             self.db.execute("trim_output", {
                 "job_id": job.id, "run": job.runs, "head_end": output.head_limit,
-                "tail_start": output.tail_start,
+                "tail_start": cut_end,
             })
+            if replacement is not None:
+                self.db.execute("insert_output_chunk", {
+                    "job_id": job.id, "run": job.runs, "start_byte": replacement[0],
+                    "data": replacement[1], "token": job.lease_token,
+                })
 
     def complete(self, job: Job, now: float, exit_code: int = 0,
                  output: OutputCapture | None = None) -> bool:
