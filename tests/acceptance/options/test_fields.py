@@ -279,3 +279,26 @@ def test_unique_key_blocks_while_processing(q, tmp_path):
     human = q.run("enqueue", "--unique-key", "busy", JOB)
     assert human.returncode == 0 and human.stdout.strip() == job_id
     assert job_id in human.stderr
+
+
+def test_dlq_retry_never_makes_a_second_live_job_with_a_unique_key(q):
+    dead_a = q.enqueue("exit 1", "--unique-key", "k", "--max-retries", "0")
+    q.burst()
+    dead_b = q.enqueue("exit 1", "--unique-key", "k", "--max-retries", "0")
+    unkeyed = q.enqueue("exit 1", "--max-retries", "0")
+    other_key = q.enqueue("exit 1", "--unique-key", "other", "--max-retries", "0")
+    q.burst()
+    live = _enqueue_json(q, "--unique-key", "k", "--delay", "1h", JOB)
+    assert live["duplicate"] is False  # dead jobs do not hold their key
+
+    refused = q.run("dlq", "retry", dead_a)
+    assert_refused(refused, 1)
+    assert live["id"] in refused.stderr
+    assert q.json("dlq", "retry", "--all")["retried"] == 2  # all but the two holding "k"
+    assert q.states() == {dead_a: "dead", dead_b: "dead", unkeyed: "pending",
+                          other_key: "pending", live["id"]: "pending"}
+
+    q.ok("cancel", live["id"])  # the key is free: one of the two dead jobs may take it
+    assert q.json("dlq", "retry", "--all")["retried"] == 1
+    states = q.states()
+    assert sorted([states[dead_a], states[dead_b]]) == ["dead", "pending"]
