@@ -38,11 +38,13 @@ def _running_with(q, job_id: str, marker: str, count: int) -> list:
 
 def test_timed_out_job_leaves_no_process_behind_even_in_the_background(q, tmp_path, marker):
     sleep = marked_sleep(tmp_path, marker)
-    job_id = q.enqueue(f"{sleep} 300 & {sleep} 301", "--timeout", "1", "--max-retries", "0")
+    job_id = q.enqueue(f"echo before; {sleep} 300 & {sleep} 301", "--timeout", "1",
+                       "--max-retries", "0")
     q.start_worker()
     _running_with(q, job_id, marker, 2)
     job = q.wait_state(job_id, "dead", timeout=15)
     assert processes_with(marker) == []
+    assert q.logs(job_id).stdout.splitlines()[0] == "before"  # a timed-out run's output is kept
     assert job["last_error"] == "timed out after 1s"
     assert job["exit_code"] == 124
     (run,) = job["history"]
@@ -127,5 +129,9 @@ def test_cancel_refuses_finished_and_unknown_jobs_and_cancels_nothing_then(q):
     q.burst()
     assert_refused(q.run("cancel", done), 1)
     assert_refused(q.run("cancel", waiting, "no-such-job"), 1)
+    assert q.state(waiting) == "pending"
+    refused = q.run("cancel", waiting, done)  # the error would say nothing about `waiting`
+    assert_refused(refused, 1)
+    assert done in refused.stderr
     assert q.state(waiting) == "pending"
     assert q.state(done) == "completed"

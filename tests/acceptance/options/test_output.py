@@ -184,3 +184,22 @@ def test_logs_follow_goes_across_retries_and_exits_1_unless_completed(q, tmp_pat
     assert [text for _, text in dead.lines] == ["giving up"]
     assert "dead" in dead_err
     assert_refused(q.run("logs", "-f", "--json", job_id), 2)
+
+
+def test_logs_of_a_running_job_then_cancelled_and_follow_exits_1(q):
+    job_id = q.enqueue("echo partial; sleep 30")
+    follower = Follower(q, job_id)
+    try:
+        q.start_worker()
+        wait_until(lambda: q.logs(job_id).stdout == "partial\n", 5,
+                   "the running job's output so far")
+        assert q.state(job_id) == "processing"
+        assert q.json("cancel", "--no-wait", job_id) == [{"id": job_id, "state": "cancelling"}]
+        q.wait_state(job_id, "cancelled")
+        code, _, stderr = follower.finish(timeout=10)
+    finally:
+        follower.proc.kill()
+    assert code == 1
+    assert [text for _, text in follower.lines] == ["partial"]
+    assert "cancelled" in stderr.splitlines()[-1]
+    assert q.logs(job_id).stdout.startswith("partial\n")  # kept after the kill
