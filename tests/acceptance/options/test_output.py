@@ -81,12 +81,14 @@ def test_50_mb_of_output_is_stored_capped_and_worker_memory_stays_flat(q):
     pid = wait_until(q.worker_pids, 10, "the worker to register")[0]
     job_id = q.enqueue(numbered_job(chunks, lines, 0.04))
     q.wait_state(job_id, "processing")
-    samples = []
+    samples, stored = [], []
     while q.state(job_id) == "processing":
         rss = rss_kib(pid)
         assert rss is not None, "the worker process died"
         samples.append(rss)
+        stored.append(stored_output_bytes(q.db, job_id))
         time.sleep(0.1)
+    assert max(stored) <= MIB, stored  # the middle is deleted as the job runs, not at the end
     assert q.state(job_id) == "completed"
     assert len(samples) >= 10, samples  # the job ran for seconds; we saw most of it
     assert max(samples) < 60 * 1024, samples
