@@ -74,6 +74,7 @@ def test_output_limit_holds_when_the_tail_moves_past_an_earlier_flush(q):
     assert stored_output_bytes(q.db, job_id) <= 1000
 
 
+@pytest.mark.slow
 def test_50_mb_of_output_is_stored_capped_and_worker_memory_stays_flat(q):
     chunks, lines = 50, 111_111
     total = chunks * lines * 9  # 49,999,950 bytes
