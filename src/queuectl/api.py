@@ -12,8 +12,8 @@ import os
 from typing import Any
 
 from queuectl.config import KEYS
-from queuectl.errors import InputError
-from queuectl.models import Job, NewJob, parse_job_spec, validate_state
+from queuectl.errors import InputError, QueueError
+from queuectl.models import TERMINAL_STATES, Job, NewJob, parse_job_spec, validate_state
 from queuectl.store import Enqueued, JobStore, open_store
 from queuectl.timeutil import now
 
@@ -67,9 +67,12 @@ class Queue:
 
     def cancel(self, *job_ids: str) -> dict[str, str]:
         """Cancel jobs: a waiting one is cancelled at once, a running one is killed by its
-        worker. Every id is checked first, so an unknown id cancels nothing."""
+        worker. Every id is checked first, so an unknown or finished job cancels nothing
+        (the error names only that job; the others must not be cancelled silently)."""
         for job_id in job_ids:
-            self.store.get(job_id)
+            job = self.store.get(job_id)
+            if job.state in TERMINAL_STATES:
+                raise QueueError(f"job {job_id!r} is already {job.state}; nothing to cancel")
         return {job_id: self.store.cancel(job_id, now()) for job_id in job_ids}
 
     def output(self, job_id: str, run: int | None = None) -> tuple[int, bytes]:

@@ -17,6 +17,7 @@ class OutputCapture:
         self.tail = bytearray()  # bytes [total - len(tail), total), all after the head
         self.total = 0
         self.stored_to = 0  # every byte before this offset was handed out by take_unstored()
+        self._tail_chunks: list[tuple[int, int]] = []  # [start, end) handed out after the head
 
     def feed(self, chunk: bytes) -> None:
         self.total += len(chunk)
@@ -49,8 +50,29 @@ class OutputCapture:
         start = max(self.stored_to, self.tail_start)
         if start < self.total:
             chunks.append((start, bytes(self.tail[start - self.tail_start :])))
+            self._tail_chunks.append((start, self.total))
         self.stored_to = self.total
         return chunks
+
+    def take_trim(self) -> tuple[int, tuple[int, bytes] | None]:
+        """How to bring the stored chunks back to the head and the tail once the tail moved
+        on: delete every chunk after the head that ends by the returned offset, then store the
+        returned replacement, if any: the part of the one chunk the tail start fell into that
+        is still in the tail. Without it that chunk would stay whole, up to half the limit too
+        much."""
+        tail_start = self.tail_start
+        cut_end, replacement = tail_start, None
+        kept = []
+        for start, end in self._tail_chunks:
+            if end <= tail_start:
+                continue
+            if start < tail_start:
+                cut_end = end
+                replacement = (tail_start, bytes(self.tail[: end - tail_start]))
+                start = tail_start
+            kept.append((start, end))
+        self._tail_chunks = kept
+        return cut_end, replacement
 
     def getvalue(self) -> bytes:
         marker = cut_marker(self.dropped) if self.dropped else b""

@@ -221,10 +221,16 @@ class JobStore:
                 "token": job.lease_token,
             })
         if output.dropped:
+            cut_end, replacement = output.take_trim()
             self.db.execute("trim_output", {
                 "job_id": job.id, "run": job.runs, "head_end": output.head_limit,
-                "tail_start": output.tail_start,
+                "tail_start": cut_end,
             })
+            if replacement is not None:
+                self.db.execute("insert_output_chunk", {
+                    "job_id": job.id, "run": job.runs, "start_byte": replacement[0],
+                    "data": replacement[1], "token": job.lease_token,
+                })
 
     def complete(self, job: Job, now: float, exit_code: int = 0,
                  output: OutputCapture | None = None) -> bool:
@@ -414,6 +420,12 @@ class JobStore:
         attempt history is kept). All or nothing: an id that is not dead changes nothing."""
         with self.db.transaction():
             for job_id in job_ids:
+                holder = self._live_holder_of_key(job_id)
+                if holder is not None:
+                    raise QueueError(
+                        f"job {job_id!r} cannot be retried: live job {holder!r} holds its "
+                        "unique_key; wait for it or cancel it first"
+                    )
                 if self.db.execute("dlq_retry", {"id": job_id, "now": now}) != 1:
                     row = self.db.fetch_one("get_job", {"id": job_id})
                     if row is None:
@@ -425,8 +437,26 @@ class JobStore:
         return job_ids
 
     def dlq_retry_all(self, now: float) -> int:
+        """Retry every dead job, except one whose unique_key a live job holds (counting the
+        ones retried here): it stays dead, as a second enqueue of that key would be refused."""
         with self.db.transaction():
-            return self.db.execute("dlq_retry_all", {"now": now})
+            dead = self.db.fetch_all("list_jobs_in_state", {"state": DEAD, "limit": 2**62})
+            if not any(row["unique_key"] for row in dead):
+                return self.db.execute("dlq_retry_all", {"now": now})
+            retried = 0
+            for row in dead:
+                if row["unique_key"] and self.db.fetch_one("live_job_with_key",
+                                                           {"unique_key": row["unique_key"]}):
+                    continue
+                retried += self.db.execute("dlq_retry", {"id": row["id"], "now": now})
+            return retried
+
+    def _live_holder_of_key(self, job_id: str) -> str | None:
+        row = self.db.fetch_one("get_job", {"id": job_id})
+        if row is None or row["state"] != DEAD or not row["unique_key"]:
+            return None
+        live = self.db.fetch_one("live_job_with_key", {"unique_key": row["unique_key"]})
+        return None if live is None else live["id"]
 
     def dlq_purge(self) -> int:
         return self.purge([DEAD], before=float("inf"))
