@@ -64,6 +64,20 @@ def processes_with(marker: str) -> list[tuple[int, str]]:
     return found
 
 
+def wait_until_gone(marker: str, timeout: float, what: str) -> None:
+    """Wait until no live process has `marker` in its command line."""
+    left: list[tuple[int, str]] = []
+
+    def gone() -> bool:
+        left[:] = processes_with(marker)
+        return not left
+
+    try:
+        wait_until(gone, timeout, what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; still running: {left}") from None
+
+
 def kill_processes_with(marker: str) -> None:
     for pid, _ in processes_with(marker):
         try:
@@ -235,7 +249,8 @@ class QueueCLI:
     def cleanup(self) -> None:
         for workers in self.started:
             workers.cleanup()
-        for marker in self.markers:
+        # Job processes, and guardians or workers that outlived their supervisor.
+        for marker in [*self.markers, self.db]:
             kill_processes_with(marker)
 
 

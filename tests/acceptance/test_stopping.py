@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from .helpers import processes_with, wait_until
+from .helpers import processes_with, wait_until, wait_until_gone
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -61,7 +61,7 @@ def test_two_signals_kill_the_job_tree_and_put_it_back_uncharged(qc, tmp_path, s
     code = workers.wait(15)
     assert code != 0, workers.log()
 
-    wait_until(lambda: not processes_with(marker), 5, "every process of the job to be gone")
+    wait_until_gone(marker, 5, "every process of the job to be gone")
     job = qc.show("stuck")
     assert job["state"] == "pending"
     assert job["attempts"] == 1  # unchanged: a cold stop charges nothing

@@ -1,0 +1,40 @@
+"""Many workers in several `worker start` processes on one queue run each job exactly once."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from .helpers import wait_until
+
+pytestmark = pytest.mark.timeout(90)
+
+JOBS = 100
+
+
+def test_two_supervisors_of_four_workers_run_every_job_exactly_once(qc, tmp_path):
+    qc.fast()
+    ran = tmp_path / "ran"
+    ids = [f"job-{i:03d}" for i in range(JOBS)]
+    (tmp_path / "jobs.jsonl").write_text(
+        "".join(json.dumps({"id": job_id, "command": f"echo {job_id} >> {ran}"}) + "\n"
+                for job_id in ids))
+    first, second = qc.start_workers(4), qc.start_workers(4)
+    wait_until(lambda: len(qc.json("status")["workers"]) == 8, 15, "8 registered workers")
+
+    assert qc.ok("enqueue", "--file", "jobs.jsonl").stdout.split() == ids
+    wait_until(lambda: qc.counts()["completed"] == JOBS, 60, "every job to complete")
+    qc.ok("worker", "stop", "--timeout", "30")
+    assert first.wait(10) == 0, first.log()
+    assert second.wait(10) == 0, second.log()
+
+    runs = Counter(ran.read_text().split())
+    assert sorted(runs) == ids
+    assert [job_id for job_id, n in runs.items() if n != 1] == []
+    jobs = qc.jobs()
+    assert len(jobs) == JOBS
+    assert {(j["state"], j["attempts"], j["runs"]) for j in jobs} == {("completed", 1, 1)}
+    # Both supervisors took part (they raced for the same jobs).
+    assert "completed" in first.log() and "completed" in second.log()
