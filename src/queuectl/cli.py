@@ -251,7 +251,7 @@ def parse_jobs_text(text: str) -> list[Any]:
 
 
 def cmd_enqueue(args) -> int:
-    from queuectl.models import parse_job_spec
+    from queuectl.models import check_unique_ids, parse_job_spec
 
     specs = _read_jobs(args)
     if args.max_retries is not None:
@@ -260,8 +260,8 @@ def cmd_enqueue(args) -> int:
         specs = [{**s, "max_retries": args.max_retries} if isinstance(s, dict) else s
                  for s in specs]
     # Validate everything before opening the database: bad input writes nothing.
-    for index, spec in enumerate(specs):
-        parse_job_spec(spec, index if len(specs) > 1 else None)
+    check_unique_ids([parse_job_spec(spec, index if len(specs) > 1 else None)
+                      for index, spec in enumerate(specs)])
     with _open(args) as queue:
         results = queue.enqueue_specs(specs)
     if args.json:
