@@ -496,9 +496,13 @@ def cmd_config_get(args) -> int:
 
 
 def cmd_config_set(args) -> int:
-    from queuectl.config import parse_value
+    from queuectl.config import Settings, parse_value
+    from queuectl.store import queue_exists, resolve_target
 
-    parse_value(args.key, args.value)  # validate before opening anything
+    value = parse_value(args.key, args.value)  # validate before opening anything
+    if not queue_exists(resolve_target(getattr(args, "db", None))):
+        # A new queue would hold the defaults: check against them before creating it.
+        Settings({args.key: str(value)}).check_timing()
     with _open(args) as queue:
         value = queue.config_set(args.key, args.value)
     print(json.dumps({args.key: value}) if args.json else f"{args.key} = {value:g}"
