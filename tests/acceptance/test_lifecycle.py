@@ -105,12 +105,13 @@ def test_failing_job_backs_off_lands_in_dlq_and_dlq_retry_runs_it_again(qc, tmp_
     assert [h["exit_code"] for h in history] == [3] * (max_retries + 1)
 
     # The delays, measured by the job itself: run n+1 starts base ** n seconds after run n
-    # failed, never earlier, and not much later (a scheduled retry waits for an idle poll).
+    # failed, never earlier, and not much later (a scheduled retry waits for an idle poll of
+    # 0.1 s; the rest is slack for a loaded machine).
     times = [float(line) for line in stamps.read_text().split()]
     assert len(times) == max_retries + 1
     for n in range(1, len(times)):
         gap, expected = times[n] - times[n - 1], base ** n
-        assert expected <= gap <= expected + 1.0, (n, gap, expected)
+        assert expected <= gap <= expected + 1.5, (n, gap, expected)
     # show's history says the same, to its whole-second precision.
     for n in range(1, len(history)):
         gap = _epoch(history[n]["started_at"]) - _epoch(history[n - 1]["finished_at"])

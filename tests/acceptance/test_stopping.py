@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 
 import pytest
 
@@ -84,15 +85,30 @@ def test_worker_stop_stops_every_supervisor_after_its_running_jobs(qc, tmp_path)
     assert "no running workers" in qc.ok("worker", "stop").stderr
     first, second = qc.start_workers(2), qc.start_workers(2)
     wait_until(lambda: len(qc.json("status")["workers"]) == 4, 15, "4 registered workers")
+    release = tmp_path / "release"
     ids = [f"long{i}" for i in range(4)]
-    qc.enqueue(*[{"id": job_id, "command": f"touch {tmp_path / job_id}; sleep 2"}
+    # Each job runs until released, and for at least a second: longer than a worker goes
+    # without looking at its stop flag (heartbeat-seconds), so none claims a job afterwards.
+    qc.enqueue(*[{"id": job_id, "command": f"touch {tmp_path / job_id}; sleep 1; "
+                                           f"while [ ! -e {release} ]; do sleep 0.05; done"}
                  for job_id in ids])
     wait_until(lambda: all((tmp_path / job_id).exists() for job_id in ids), 15,
                "every worker to run a job")
     qc.enqueue({"id": "later", "command": "true"})
 
-    result = qc.ok("worker", "stop", "--timeout", "30")
-    assert "4 worker(s)" in result.stderr
+    stopper = qc.cli.popen("worker", "stop", "--timeout", "30", stdin=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: [w["stopping"] for w in qc.json("status")["workers"]] == [True] * 4,
+                   15, "every worker to be asked to stop")
+        assert stopper.poll() is None  # it waits for the running jobs
+        release.touch()
+        out, err = stopper.communicate(timeout=30)
+    finally:
+        if stopper.poll() is None:
+            stopper.kill()
+            stopper.wait()
+    assert stopper.returncode == 0, err
+    assert "4 worker(s)" in err
     # It returned only once the running jobs were done and every worker had left.
     assert [qc.state(job_id) for job_id in ids] == ["completed"] * 4
     assert qc.json("status")["workers"] == []
