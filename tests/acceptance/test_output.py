@@ -33,11 +33,12 @@ def test_every_json_output_is_json_only(qc, tmp_path):
                                   '{"id": "bad", "command": "exit 4", "max_retries": 0}]')
     assert [e["id"] for e in enqueued] == ["good", "bad"]
     qc.fast()
-    started = tmp_path / "started"
+    started, release = tmp_path / "started", tmp_path / "release"
     workers = qc.start_workers()
     qc.wait_for_state("good", "completed", timeout=15)
     qc.wait_for_state("bad", "dead", timeout=15)
-    qc.enqueue({"id": "slow", "command": f"touch {started}; sleep 1"})
+    qc.enqueue({"id": "slow", "command": f"touch {started}; "
+                f"while [ ! -e {release} ]; do sleep 0.05; done"})
     wait_until(started.exists, 15, "the slow job to start")
 
     status = qc.json("status")
@@ -48,6 +49,8 @@ def test_every_json_output_is_json_only(qc, tmp_path):
     assert slow["state"] == "processing" and slow["worker"] == worker["id"]
     assert [j["id"] for j in qc.json("list", "--state", "processing")] == ["slow"]
 
+    release.touch()
+    qc.wait_for_state("slow", "completed", timeout=15)
     workers.signal(signal.SIGTERM)
     assert workers.wait(15) == 0, workers.log()
     assert [j["id"] for j in qc.json("list", "--state", "completed", "--limit", "1")] == ["slow"]

@@ -22,13 +22,17 @@ SENDERS = {
 @pytest.mark.parametrize("send", SENDERS.values(), ids=SENDERS.keys())
 def test_one_signal_lets_the_running_job_finish_and_claims_nothing_more(qc, tmp_path, send):
     qc.fast()
-    started, done = tmp_path / "started", tmp_path / "done"
-    qc.enqueue({"id": "running", "command": f"touch {started}; sleep 1; echo ok > {done}"})
+    started, release, done = tmp_path / "started", tmp_path / "release", tmp_path / "done"
+    qc.enqueue({"id": "running", "command": f"touch {started}; "
+                f"while [ ! -e {release} ]; do sleep 0.05; done; echo ok > {done}"})
     workers = qc.start_workers()
     wait_until(started.exists, 15, "the job to start")
     qc.enqueue({"id": "waiting", "command": "true"})
 
     send(workers)
+    wait_until(lambda: "stopping" in workers.log(), 5, "the signal to be acknowledged")
+    assert workers.running()
+    release.touch()
     assert workers.wait(15) == 0, workers.log()
 
     assert done.read_text() == "ok\n"
