@@ -85,15 +85,14 @@ def test_two_signals_kill_the_job_tree_and_put_it_back_uncharged(qc, tmp_path, s
 
 
 def test_worker_stop_stops_every_supervisor_after_its_running_jobs(qc, tmp_path):
-    qc.fast()
+    # Default timings on purpose: a busy worker then runs its periodic maintenance (which also
+    # reads the stop flag) only every 2 s, and must still start no job once asked to stop.
     assert "no running workers" in qc.ok("worker", "stop").stderr
     first, second = qc.start_workers(2), qc.start_workers(2)
     wait_until(lambda: len(qc.json("status")["workers"]) == 4, 15, "4 registered workers")
     release = tmp_path / "release"
     ids = [f"long{i}" for i in range(4)]
-    # Each job runs until released, and for at least a second: longer than a worker goes
-    # without looking at its stop flag (heartbeat-seconds), so none claims a job afterwards.
-    qc.enqueue(*[{"id": job_id, "command": f"touch {tmp_path / job_id}; sleep 1; "
+    qc.enqueue(*[{"id": job_id, "command": f"touch {tmp_path / job_id}; "
                                            f"while [ ! -e {release} ]; do sleep 0.05; done"}
                  for job_id in ids])
     wait_until(lambda: all((tmp_path / job_id).exists() for job_id in ids), 15,
