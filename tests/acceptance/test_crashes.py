@@ -71,3 +71,34 @@ def test_a_job_that_kills_its_worker_ends_dead_after_max_crashes(qc, tmp_path):
     assert dead["id"] == "poison" and dead["crashes"] == 2
     assert "max-crashes" in dead["last_error"]
     assert qc.counts()["processing"] == 0
+
+
+def test_a_frozen_worker_loses_its_job_to_another_and_records_nothing(qc, tmp_path):
+    qc.fast()
+    marker = qc.marker()
+    runs, ran_once = tmp_path / "runs", tmp_path / "ran-once"
+    command = (f"echo run >> {runs}; if [ -e {ran_once} ]; then exit 0; fi; touch {ran_once}; "
+               f"sh -c 'sleep {marker} & sleep {marker}'")
+    qc.enqueue({"id": "held", "command": command})
+    frozen = qc.start_workers()
+    wait_until(lambda: len(processes_with(marker)) >= 3, 15, "the job's processes")
+    frozen.signal_group(signal.SIGSTOP)  # supervisor and worker stop heartbeating
+    try:
+        other = qc.start_workers()
+        # After the lease (2 s) the other worker takes the job over: it kills what is left of
+        # the first run on this host, then runs the job again.
+        job = qc.wait_for_state("held", "completed", timeout=20)
+        assert not processes_with(marker)
+    finally:
+        frozen.signal_group(signal.SIGCONT)
+
+    # Thawed, the first worker finds its job gone (its run was killed) and changes nothing.
+    wait_until(lambda: "no longer ours" in frozen.log() or "lost its lease" in frozen.log(),
+               10, "the thawed worker to notice it lost the job")
+    for workers in (frozen, other):
+        workers.signal(signal.SIGTERM)
+        assert workers.wait(15) == 0, workers.log()
+    assert runs.read_text().split() == ["run", "run"]
+    assert qc.show("held") == job
+    assert (job["attempts"], job["runs"], job["crashes"]) == (1, 2, 1)
+    assert [h["outcome"] for h in job["history"]] == ["crashed", "completed"]
