@@ -92,9 +92,8 @@ def test_a_frozen_worker_loses_its_job_to_another_and_records_nothing(qc, tmp_pa
     finally:
         frozen.signal_group(signal.SIGCONT)
 
-    # Thawed, the first worker finds its job gone (its run was killed) and changes nothing.
-    wait_until(lambda: "no longer ours" in frozen.log() or "lost its lease" in frozen.log(),
-               10, "the thawed worker to notice it lost the job")
+    # Thawed, the first worker finds its run killed and tries to record that, which its lost
+    # lease forbids. A warm stop lets it finish that first, so once it exited, it has tried.
     for workers in (frozen, other):
         workers.signal(signal.SIGTERM)
         assert workers.wait(15) == 0, workers.log()
