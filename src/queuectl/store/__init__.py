@@ -8,7 +8,7 @@ from queuectl.errors import InputError
 from queuectl.store.jobstore import Enqueued, JobStore, WorkerIdentity
 
 __all__ = ["Enqueued", "JobStore", "WorkerIdentity", "open_store", "resolve_target",
-           "default_db_path", "is_postgres", "queue_exists"]
+           "default_db_path", "is_postgres"]
 
 ENV_VAR = "QUEUECTL_DB"
 
