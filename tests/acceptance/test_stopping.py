@@ -87,7 +87,7 @@ def test_two_signals_kill_the_job_tree_and_put_it_back_uncharged(qc, tmp_path, s
 def test_worker_stop_stops_every_supervisor_after_its_running_jobs(qc, tmp_path):
     # Default timings on purpose: a busy worker then runs its periodic maintenance (which also
     # reads the stop flag) only every 2 s, and must still start no job once asked to stop.
-    assert "no running workers" in qc.ok("worker", "stop").stderr
+    qc.ok("worker", "stop")  # none running: nothing to do, and not an error
     first, second = qc.start_workers(2), qc.start_workers(2)
     wait_until(lambda: len(qc.json("status")["workers"]) == 4, 15, "4 registered workers")
     release = tmp_path / "release"
@@ -111,7 +111,6 @@ def test_worker_stop_stops_every_supervisor_after_its_running_jobs(qc, tmp_path)
             stopper.kill()
             stopper.wait()
     assert stopper.returncode == 0, err
-    assert "4 worker(s)" in err
     # It returned only once the running jobs were done and every worker had left.
     assert [qc.state(job_id) for job_id in ids] == ["completed"] * 4
     assert qc.json("status")["workers"] == []
