@@ -391,15 +391,15 @@ def _flag_fields(args) -> dict[str, Any]:
 
 
 def cmd_enqueue(args) -> int:
-    from queuectl.models import parse_job_spec
+    from queuectl.models import check_unique_ids, parse_job_spec
 
     specs = _read_jobs(args)
     overrides = _flag_fields(args)
     if overrides:
         specs = [{**s, **overrides} if isinstance(s, dict) else s for s in specs]
     # Validate everything before opening the database: bad input writes nothing.
-    for index, spec in enumerate(specs):
-        parse_job_spec(spec, index if len(specs) > 1 else None)
+    check_unique_ids([parse_job_spec(spec, index if len(specs) > 1 else None)
+                      for index, spec in enumerate(specs)])
     with _open(args) as queue:
         results = queue.enqueue_specs(specs)
     for spec, result in zip(specs, results, strict=True):
@@ -648,9 +648,13 @@ def cmd_config_get(args) -> int:
 
 
 def cmd_config_set(args) -> int:
-    from queuectl.config import parse_value
+    from queuectl.config import Settings, parse_value
+    from queuectl.store import queue_exists, resolve_target
 
-    parse_value(args.key, args.value)  # validate before opening anything
+    value = parse_value(args.key, args.value)  # validate before opening anything
+    if not queue_exists(resolve_target(getattr(args, "db", None))):
+        # A new queue would hold the defaults: check against them before creating it.
+        Settings({args.key: str(value)}).check_timing()
     with _open(args) as queue:
         value = queue.config_set(args.key, args.value)
     print(json.dumps({args.key: value}) if args.json else f"{args.key} = {value:g}"

@@ -268,3 +268,16 @@ def parse_job_spec(spec: Any, index: int | None = None) -> NewJob:
         env=dict(env),
         unique_key=unique_key,
     )
+
+
+def check_unique_ids(jobs: list[NewJob]) -> None:
+    """One input may not give the same id twice: refused here, before any database is opened,
+    rather than by the store once it has one."""
+    first: dict[str, int] = {}
+    for index, job in enumerate(jobs):
+        if job.id is None:
+            continue
+        if job.id in first:
+            raise InputError(f"job #{index + 1}: id {job.id!r} is also the id of job "
+                             f"#{first[job.id] + 1} of this input; ids must be unique")
+        first[job.id] = index

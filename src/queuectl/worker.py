@@ -96,6 +96,10 @@ class Worker:
     def run_once(self, now: float) -> bool:
         """Maintenance if due, then claim and run at most one job. True if a job ran."""
         self.maintain(now)
+        # Maintenance is due only every few seconds, but `worker stop` promises that no job
+        # starts once it asked: read the flag before every claim (one primary-key read).
+        if self.stops.level == RUNNING:
+            self._check_stop_flag(now)
         if self.stops.level != RUNNING:
             return False
         # Note the database's version before looking: a job enqueued after this point wakes

@@ -88,3 +88,14 @@ def open_store(db: str | None = None, *, durable: bool = True, migrate: bool = T
             store.close()
             raise
     return store
+
+
+def queue_exists(target: str) -> bool:
+    """Whether a queue was created at `target` (a resolved target), without creating one."""
+    if not is_postgres(target):
+        return os.path.exists(target)
+    store = open_store(target, migrate=False)  # connecting to PostgreSQL creates nothing
+    try:
+        return store._schema_version() is not None
+    finally:
+        store.close()

@@ -1,0 +1,1 @@
+"""The acceptance tier: the real CLI in subprocesses, real signals, real crashes."""

@@ -1,0 +1,137 @@
+"""Bad usage and bad input: exit 2 (1 for an unknown job), one line on stderr, no traceback,
+nothing on stdout, and nothing written: no database is created, an existing one is unchanged."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+
+from .helpers import assert_one_error_line, database_is_untouched
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@dataclass
+class Case:
+    name: str
+    args: tuple[str, ...]
+    stdin: str = ""
+    files: dict[str, str] = field(default_factory=dict)
+    code: int = 2
+
+
+def enqueue(name: str, job_text: str) -> Case:
+    return Case(name, ("enqueue", job_text))
+
+
+GOOD = '{"command": "true"}'
+
+# Refused only after looking at all of the input, or at the other settings: where a store is
+# open, these are the ones that could leave a partial write behind.
+LATE = [
+    enqueue("one bad job in an array", f'[{GOOD}, {{"command": 5}}]'),
+    enqueue("duplicate id within an array",
+            '[{"id": "twin", "command": "true"}, {"id": "twin", "command": "true"}]'),
+    Case("bad line in JSON Lines", ("enqueue", "--file", "jobs.jsonl"),
+         files={"jobs.jsonl": f'{GOOD}\n{{"command": \n{GOOD}\n'}),
+    Case("duplicate id in JSON Lines", ("enqueue", "--file", "jobs.jsonl"),
+         files={"jobs.jsonl": '{"id": "twin", "command": "true"}\n'
+                              '{"id": "twin", "command": "false"}\n'}),
+    Case("heartbeat over half the lease", ("config", "set", "heartbeat-seconds", "10")),
+]
+
+# Refused before anything exists: none of these may create a database.
+ANYWHERE = LATE + [
+    enqueue("malformed JSON", '{"command": "true"'),
+    enqueue("not an object", '"echo hi"'),
+    enqueue("array of non-objects", "[1, 2]"),
+    enqueue("empty array", "[]"),
+    enqueue("missing command", '{"id": "x"}'),
+    enqueue("null command", '{"command": null}'),
+    enqueue("number command", '{"command": 42}'),
+    enqueue("list command", '{"command": ["echo", "hi"]}'),
+    enqueue("blank command", '{"command": "  "}'),
+    enqueue("string max_retries", '{"command": "true", "max_retries": "3"}'),
+    enqueue("float max_retries", '{"command": "true", "max_retries": 1.5}'),
+    enqueue("boolean max_retries", '{"command": "true", "max_retries": true}'),
+    enqueue("negative max_retries", '{"command": "true", "max_retries": -1}'),
+    enqueue("number id", '{"command": "true", "id": 7}'),
+    enqueue("id with a space", '{"command": "true", "id": "a b"}'),
+    enqueue("misspelt field", '{"command": "true", "retries": 3}'),
+    Case("negative --max-retries", ("enqueue", "--max-retries", "-1", GOOD)),
+    Case("word --max-retries", ("enqueue", "--max-retries", "x", GOOD)),
+    Case("malformed JSON on stdin", ("enqueue", "-"), stdin='{"command":'),
+    Case("empty stdin", ("enqueue", "-"), stdin=""),
+    Case("no job at all", ("enqueue",), stdin=""),
+    Case("missing file", ("enqueue", "--file", "missing.json")),
+    Case("argument and --file", ("enqueue", GOOD, "--file", "jobs.json"),
+         files={"jobs.json": GOOD}),
+    Case("--count 0", ("worker", "start", "--count", "0")),
+    Case("--count -2", ("worker", "start", "--count", "-2")),
+    Case("--count two", ("worker", "start", "--count", "two")),
+    Case("negative stop timeout", ("worker", "stop", "--timeout", "-1")),
+    Case("unknown state", ("list", "--state", "bogus")),
+    Case("unknown state, --json", ("list", "--state", "bogus", "--json")),
+    Case("--limit 0", ("list", "--limit", "0")),
+    Case("config set unknown key", ("config", "set", "bogus", "1")),
+    Case("config get unknown key", ("config", "get", "bogus")),
+    Case("config unset unknown key", ("config", "unset", "bogus")),
+    Case("negative max-retries", ("config", "set", "max-retries", "-1")),
+    Case("float max-retries", ("config", "set", "max-retries", "1.5")),
+    Case("word backoff-base", ("config", "set", "backoff-base", "fast")),
+    Case("backoff-base below 1", ("config", "set", "backoff-base", "0.5")),
+    Case("lease-seconds too short", ("config", "set", "lease-seconds", "1")),
+    Case("max-crashes 0", ("config", "set", "max-crashes", "0")),
+    Case("dlq retry without ids", ("dlq", "retry")),
+    Case("dlq retry ids and --all", ("dlq", "retry", "x", "--all")),
+    Case("show without id", ("show",)),
+    Case("unknown command", ("frobnicate",)),
+    Case("no command", ()),
+]
+
+# Refused because of what the queue holds ("existing" is a pending job there).
+WITH_DATA = [
+    enqueue("duplicate of a stored id", '{"id": "existing", "command": "true"}'),
+    enqueue("array with a stored id", '[{"id": "new1", "command": "true"}, '
+                                      '{"id": "existing", "command": "true"}]'),
+    Case("dlq retry of a pending job", ("dlq", "retry", "existing")),
+    Case("show unknown id", ("show", "nosuch"), code=1),
+    Case("dlq retry unknown id", ("dlq", "retry", "nosuch"), code=1),
+    Case("heartbeat over half the stored lease", ("config", "set", "heartbeat-seconds", "3")),
+]
+
+
+def _run(qc, tmp_path, case: Case):
+    for name, text in case.files.items():
+        (tmp_path / name).write_text(text)
+    return qc.run(*case.args, input=case.stdin)
+
+
+@pytest.mark.parametrize("case", ANYWHERE, ids=[c.name for c in ANYWHERE])
+def test_bad_input_creates_no_database(qc, tmp_path, case):
+    assert database_is_untouched(qc.db)
+    result = _run(qc, tmp_path, case)
+    assert_one_error_line(result, case.code)
+    assert database_is_untouched(qc.db), "a refused command created the database"
+
+
+def test_bad_input_leaves_an_existing_database_unchanged(qc, tmp_path):
+    # The other cases of ANYWHERE are refused before the database is opened (the test above
+    # shows it), so only these can change a database that exists.
+    qc.enqueue({"id": "existing", "command": "true"})
+    qc.configure(("heartbeat-seconds", "2"), ("lease-seconds", "5"), ("max-retries", "4"))
+    before = qc.snapshot()
+    problems = []
+    for case in LATE + WITH_DATA:
+        result = _run(qc, tmp_path, case)
+        try:
+            assert_one_error_line(result, case.code)
+        except AssertionError as exc:
+            problems.append(f"{case.name}: {exc}")
+        after = qc.snapshot()
+        if after != before:
+            problems.append(f"{case.name}: changed the queue:\n{json.dumps(after, indent=1)}")
+            before = after
+    assert not problems, "\n".join(problems)

@@ -1,0 +1,120 @@
+"""Stopping workers: one signal (warm), two signals (cold), and `worker stop` from elsewhere."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+
+import pytest
+
+from .helpers import processes_with, wait_until, wait_until_gone
+
+pytestmark = pytest.mark.timeout(60)
+
+# How the stop signals reach the workers: `kill PID` on the supervisor, or a terminal's Ctrl-C,
+# which signals every process of the foreground group (supervisor and workers alike).
+SENDERS = {
+    "SIGTERM to the supervisor": lambda workers: workers.signal(signal.SIGTERM),
+    "SIGINT to the process group": lambda workers: workers.signal_group(signal.SIGINT),
+}
+
+
+@pytest.mark.parametrize("send", SENDERS.values(), ids=SENDERS.keys())
+def test_one_signal_lets_the_running_job_finish_and_claims_nothing_more(qc, tmp_path, send):
+    qc.fast()
+    started, release, done = tmp_path / "started", tmp_path / "release", tmp_path / "done"
+    qc.enqueue({"id": "running", "command": f"touch {started}; "
+                f"while [ ! -e {release} ]; do sleep 0.05; done; echo ok > {done}"})
+    workers = qc.start_workers()
+    wait_until(started.exists, 15, "the job to start")
+    qc.enqueue({"id": "waiting", "command": "true"})
+
+    send(workers)
+    wait_until(lambda: "stopping" in workers.log(), 5, "the signal to be acknowledged")
+    assert workers.running()
+    release.touch()
+    assert workers.wait(15) == 0, workers.log()
+
+    assert done.read_text() == "ok\n"
+    job = qc.show("running")
+    assert (job["state"], job["attempts"], job["exit_code"]) == ("completed", 1, 0)
+    waiting = qc.show("waiting")
+    assert (waiting["state"], waiting["runs"]) == ("pending", 0)
+    assert qc.json("status")["workers"] == []
+
+
+@pytest.mark.parametrize("send", SENDERS.values(), ids=SENDERS.keys())
+def test_two_signals_kill_the_job_tree_and_put_it_back_uncharged(qc, tmp_path, send):
+    qc.fast(("backoff-base", "1"))  # the first, failing, run is retried after 1 s
+    marker = qc.marker()
+    failed_once, started = tmp_path / "failed-once", tmp_path / "started"
+    # Run 1 fails (so one attempt is charged); run 2 starts a background child and waits;
+    # run 3 succeeds at once.
+    command = (f"if [ ! -e {failed_once} ]; then touch {failed_once}; exit 1; fi; "
+               f"if [ -e {started} ]; then exit 0; fi; "
+               f"touch {started}; sh -c 'sleep {marker} & sleep {marker}'")
+    qc.enqueue({"id": "stuck", "command": command, "max_retries": 3})
+    workers = qc.start_workers()
+    wait_until(started.exists, 15, "the second run to start")
+    wait_until(lambda: len(processes_with(marker)) >= 3, 5, "the job's processes")
+    assert qc.show("stuck")["attempts"] == 1
+
+    send(workers)
+    wait_until(lambda: "stopping" in workers.log(), 5, "the first signal to be acknowledged")
+    assert workers.running()
+    send(workers)
+    code = workers.wait(15)
+    assert code != 0, workers.log()
+
+    wait_until_gone(marker, 5, "every process of the job to be gone")
+    job = qc.show("stuck")
+    assert job["state"] == "pending"
+    assert job["attempts"] == 1  # unchanged: a cold stop charges nothing
+    assert job["runs"] == 2
+    assert [h["outcome"] for h in job["history"]] == ["failed", "released"]
+    assert qc.counts()["processing"] == 0
+    assert qc.json("status")["workers"] == []
+
+    # The next worker runs it again.
+    workers = qc.start_workers()
+    done = qc.wait_for_state("stuck", "completed", timeout=15)
+    workers.signal(signal.SIGTERM)
+    assert workers.wait(15) == 0, workers.log()
+    assert done["attempts"] == 2
+    assert [h["outcome"] for h in done["history"]] == ["failed", "released", "completed"]
+
+
+def test_worker_stop_stops_every_supervisor_after_its_running_jobs(qc, tmp_path):
+    # Default timings on purpose: a busy worker then runs its periodic maintenance (which also
+    # reads the stop flag) only every 2 s, and must still start no job once asked to stop.
+    qc.ok("worker", "stop")  # none running: nothing to do, and not an error
+    first, second = qc.start_workers(2), qc.start_workers(2)
+    wait_until(lambda: len(qc.json("status")["workers"]) == 4, 15, "4 registered workers")
+    release = tmp_path / "release"
+    ids = [f"long{i}" for i in range(4)]
+    qc.enqueue(*[{"id": job_id, "command": f"touch {tmp_path / job_id}; "
+                                           f"while [ ! -e {release} ]; do sleep 0.05; done"}
+                 for job_id in ids])
+    wait_until(lambda: all((tmp_path / job_id).exists() for job_id in ids), 15,
+               "every worker to run a job")
+    qc.enqueue({"id": "later", "command": "true"})
+
+    stopper = qc.cli.popen("worker", "stop", "--timeout", "30", stdin=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: [w["stopping"] for w in qc.json("status")["workers"]] == [True] * 4,
+                   15, "every worker to be asked to stop")
+        assert stopper.poll() is None  # it waits for the running jobs
+        release.touch()
+        out, err = stopper.communicate(timeout=30)
+    finally:
+        if stopper.poll() is None:
+            stopper.kill()
+            stopper.wait()
+    assert stopper.returncode == 0, err
+    # It returned only once the running jobs were done and every worker had left.
+    assert [qc.state(job_id) for job_id in ids] == ["completed"] * 4
+    assert qc.json("status")["workers"] == []
+    assert first.wait(10) == 0, first.log()
+    assert second.wait(10) == 0, second.log()
+    later = qc.show("later")
+    assert (later["state"], later["runs"]) == ("pending", 0)
