@@ -9,7 +9,9 @@ timeout instead, so concurrent CLI calls and workers never see that error.
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -61,8 +63,7 @@ class SQLiteConnector:
                 path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
             )
             self.conn.row_factory = sqlite3.Row
-            if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                self.conn.execute("PRAGMA journal_mode = WAL")
+            self._use_wal()
             self.conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
         except PermissionError as exc:
             raise QueueError(f"cannot open the queue database {path}: {exc.strerror}") from None
@@ -70,6 +71,25 @@ class SQLiteConnector:
             raise QueueError(f"cannot open the queue database {path}: {exc}") from None
         self._in_transaction = False
         self._data_version: int | None = None
+
+    def _use_wal(self) -> None:
+        """Switch a new file to WAL. The switch needs an exclusive lock and SQLite does not
+        wait for it on the busy timeout: when several processes open a brand-new queue at
+        once, all but one get "database is locked" right away. So wait for it here."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+        while True:
+            try:
+                mode = self.conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if mode != "wal":
+                    mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode == "wal":
+                    return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+            if time.monotonic() > deadline:
+                raise QueueError(f"could not switch {self.path} to WAL mode: it stays locked")
+            time.sleep(0.005 + random.random() * 0.02)
 
     # -- the handful of verbs the JobStore uses -------------------------------------------
 
