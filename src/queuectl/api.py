@@ -19,8 +19,9 @@ from queuectl.timeutil import now
 
 
 class Queue:
-    def __init__(self, db: str | None = None, *, durable: bool = True):
-        self.store: JobStore = open_store(db, durable=durable)
+    def __init__(self, db: str | None = None, *, durable: bool = True, create: bool = True):
+        """`create=False`: only look; a queue that does not exist yet reads as empty."""
+        self.store: JobStore = open_store(db, durable=durable, create=create)
 
     def close(self) -> None:
         self.store.close()
@@ -62,6 +63,10 @@ class Queue:
         self.store.get(job_id)
         return self.store.attempts(job_id)
 
+    def states(self, job_ids: list[str]) -> dict[str, str]:
+        """The state of each job, in one query however many there are."""
+        return self.store.states(job_ids)
+
     def counts(self) -> dict[str, int]:
         return self.store.counts()
 
@@ -81,9 +86,10 @@ class Queue:
 
         job = self.store.get(job_id)
         run = job.runs if run is None else run
+        if job.runs == 0:
+            raise QueueError(f"job {job_id!r} has not run yet, so it has no output")
         if run < 1 or run > job.runs:
-            raise InputError(f"job {job_id!r} has runs 1..{job.runs}, not {run}"
-                             if job.runs else f"job {job_id!r} has not run yet")
+            raise InputError(f"job {job_id!r} has runs 1..{job.runs}, not {run}")
         return run, join_chunks(self.store.output(job_id, run))
 
     def purge(self, states: list[str], older_than: float, progress=None) -> int:
@@ -111,12 +117,22 @@ class Queue:
     def config_set(self, key: str, value: Any) -> Any:
         return self.store.config_set(key, value)
 
+    def config_set_many(self, values: dict[str, Any]) -> dict[str, Any]:
+        return self.store.config_set_many(values)
+
     def config_unset(self, key: str) -> None:
         self.store.config_unset(key)
 
     def workers(self) -> list[dict]:
+        """Workers that heartbeat within a lease, less those on this host whose process is
+        gone (killed moments ago: their heartbeat is recent, but they are not alive)."""
+        import socket
+
+        from queuectl.processes import worker_alive
+
         lease = self.store.settings()["lease-seconds"]
-        return self.store.live_workers(now() - lease)
+        host = socket.gethostname()
+        return [w for w in self.store.live_workers(now() - lease) if worker_alive(w, host)]
 
 
 def with_default_cwd(job: NewJob) -> NewJob:

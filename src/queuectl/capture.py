@@ -41,6 +41,14 @@ class OutputCapture:
     def dropped(self) -> int:
         return self.total - len(self.head) - len(self.tail)
 
+    def mark(self) -> tuple[int, list[tuple[int, int]]]:
+        """Where storing stands now; `rewind(mark)` hands the same bytes out again after a
+        write that failed (a database hiccup must not turn output into a "cut")."""
+        return self.stored_to, list(self._tail_chunks)
+
+    def rewind(self, mark: tuple[int, list[tuple[int, int]]]) -> None:
+        self.stored_to, self._tail_chunks = mark[0], list(mark[1])
+
     def take_unstored(self) -> list[tuple[int, bytes]]:
         """The (offset, bytes) chunks not handed out yet that are still worth keeping."""
         chunks = []

@@ -195,10 +195,13 @@ def build_parser(wanted: str | None = None) -> Parser:
                  parents=[db, as_json])
     p.add_argument("key", metavar="KEY")
     p.set_defaults(func=cmd_config_get)
-    p = _command(csub, "set", "change one value", "queuectl config set backoff-base 1.5",
+    p = _command(csub, "set", "change one value, or several at once (checked together)",
+                 "queuectl config set backoff-base 1.5\n"
+                 "  queuectl config set lease-seconds 4 heartbeat-seconds 1",
                  parents=[db, as_json])
     p.add_argument("key", metavar="KEY")
     p.add_argument("value", metavar="VALUE")
+    p.add_argument("more", nargs="*", metavar="KEY VALUE", help="more pairs")
     p.set_defaults(func=cmd_config_set)
     p = _command(csub, "unset", "go back to the default value",
                  "queuectl config unset backoff-base", parents=[db])
@@ -310,10 +313,12 @@ def _non_negative_float(text: str) -> float:
 # -- commands -------------------------------------------------------------------------------
 
 
-def _open(args, durable: bool = True):
+def _open(args, create: bool = False):
+    """The queue of --db. Only commands that add to a queue create one; the others see a
+    missing queue as an empty one and leave no file behind."""
     from queuectl.api import Queue
 
-    return Queue(getattr(args, "db", None), durable=durable)
+    return Queue(getattr(args, "db", None), create=create)
 
 
 def _read_jobs(args) -> list[Any]:
@@ -390,22 +395,30 @@ def _flag_fields(args) -> dict[str, Any]:
     return fields
 
 
+def _apply_flags(spec: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Flags win over the JSON, except --env, which adds to the job's own env."""
+    merged = {**spec, **overrides}
+    if "env" in overrides and isinstance(spec.get("env"), dict):
+        merged["env"] = {**spec["env"], **overrides["env"]}
+    return merged
+
+
 def cmd_enqueue(args) -> int:
     from queuectl.models import check_unique_ids, parse_job_spec
 
     specs = _read_jobs(args)
     overrides = _flag_fields(args)
     if overrides:
-        specs = [{**s, **overrides} if isinstance(s, dict) else s for s in specs]
+        specs = [_apply_flags(s, overrides) if isinstance(s, dict) else s for s in specs]
     # Validate everything before opening the database: bad input writes nothing.
     check_unique_ids([parse_job_spec(spec, index if len(specs) > 1 else None)
                       for index, spec in enumerate(specs)])
-    with _open(args) as queue:
+    with _open(args, create=True) as queue:
         results = queue.enqueue_specs(specs)
     for spec, result in zip(specs, results, strict=True):
         if result.duplicate:
-            sys.stderr.write(f"queuectl: job {result.id} with unique_key "
-                             f"{spec.get('unique_key')!r} is already queued; not added again\n")
+            sys.stderr.write(f"queuectl: duplicate: job {result.id} holds unique_key "
+                             f"{spec.get('unique_key')!r} and is not finished; not added again\n")
     if args.json:
         from queuectl.output import print_json
 
@@ -441,14 +454,15 @@ def cmd_worker_stop(args) -> int:
 
     with _open(args) as queue:
         lease = queue.store.settings()["lease-seconds"]
-        asked = queue.store.request_stop(time.time() - lease)
+        queue.store.request_stop(time.time() - lease)
+        asked = len(queue.workers())
         if asked == 0:
             message("no running workers on this database")
             return EXIT_OK
         message(f"asked {asked} worker(s) to stop after their current job")
         deadline = time.monotonic() + args.timeout
         while True:
-            alive = len(queue.store.live_workers(time.time() - lease))
+            alive = len(queue.workers())
             if alive == 0:
                 message("all workers stopped")
                 return EXIT_OK
@@ -537,14 +551,14 @@ def cmd_list(args) -> int:
 
 def cmd_show(args) -> int:
     from queuectl.output import print_json, table
-    from queuectl.timeutil import iso
+    from queuectl.timeutil import iso_ms
 
     with _open(args) as queue:
         job = queue.get(args.job_id)
         attempts = queue.attempts(args.job_id)
     history = [
         {"run": a["run"], "outcome": a["outcome"], "exit_code": a["exit_code"],
-         "started_at": iso(a["started_at"]), "finished_at": iso(a["finished_at"]),
+         "started_at": iso_ms(a["started_at"]), "finished_at": iso_ms(a["finished_at"]),
          "seconds": round(a["finished_at"] - a["started_at"], 3), "worker": a["worker_id"],
          "error": a["error"]}
         for a in attempts
@@ -651,14 +665,21 @@ def cmd_config_set(args) -> int:
     from queuectl.config import Settings, parse_value
     from queuectl.store import queue_exists, resolve_target
 
-    value = parse_value(args.key, args.value)  # validate before opening anything
+    words = [args.key, args.value, *args.more]
+    if len(words) % 2:
+        raise InputError(f"config set takes KEY VALUE pairs; {words[-1]!r} has no value")
+    pairs = dict(zip(words[::2], words[1::2], strict=True))
+    values = {key: parse_value(key, text) for key, text in pairs.items()}  # before opening
     if not queue_exists(resolve_target(getattr(args, "db", None))):
         # A new queue would hold the defaults: check against them before creating it.
-        Settings({args.key: str(value)}).check_timing()
-    with _open(args) as queue:
-        value = queue.config_set(args.key, args.value)
-    print(json.dumps({args.key: value}) if args.json else f"{args.key} = {value:g}"
-          if isinstance(value, float) else f"{args.key} = {value}")
+        Settings({key: str(value) for key, value in values.items()}).check_timing()
+    with _open(args, create=True) as queue:
+        values = queue.config_set_many(pairs)
+    if args.json:
+        print(json.dumps(values))
+    else:
+        for key, value in values.items():
+            print(f"{key} = {value:g}" if isinstance(value, float) else f"{key} = {value}")
     return EXIT_OK
 
 

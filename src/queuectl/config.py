@@ -135,8 +135,10 @@ class Settings:
 
     def check_timing(self) -> None:
         """Heartbeats must come well inside the lease, or healthy jobs would be recovered."""
-        if self["heartbeat-seconds"] * 2 > self["lease-seconds"]:
+        beat, lease = self["heartbeat-seconds"], self["lease-seconds"]
+        if beat * 2 > lease:
             raise InputError(
-                "heartbeat-seconds must be at most half of lease-seconds "
-                f"(now {self['heartbeat-seconds']:g} and {self['lease-seconds']:g})"
+                f"heartbeat-seconds ({beat:g}) must be at most half of lease-seconds "
+                f"({lease:g}); set both at once, e.g. 'queuectl config set lease-seconds "
+                f"{max(lease, 2):g} heartbeat-seconds {max(lease, 2) / 4:g}'"
             )

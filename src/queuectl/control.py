@@ -21,7 +21,7 @@ CANCEL_WAIT_SECONDS = 15.0
 def _queue(args):
     from queuectl.api import Queue
 
-    return Queue(getattr(args, "db", None))
+    return Queue(getattr(args, "db", None), create=False)  # none of these creates a queue
 
 
 def cmd_cancel(args) -> int:
@@ -53,14 +53,12 @@ def cmd_wait(args) -> int:
 
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     with _queue(args) as queue:
-        for job_id in args.job_ids:
-            queue.get(job_id)  # unknown id: fail before waiting
-        states: dict[str, str] = {}
+        states = queue.states(args.job_ids)  # an unknown id fails here, before any waiting
         progress = Progress("waiting", total=len(args.job_ids))
         while True:
-            for job_id in args.job_ids:
-                if states.get(job_id) not in TERMINAL_STATES:
-                    states[job_id] = queue.get(job_id).state
+            unfinished = [i for i in args.job_ids if states[i] not in TERMINAL_STATES]
+            if unfinished:
+                states.update(queue.states(unfinished))
             done = sum(state in TERMINAL_STATES for state in states.values())
             progress.update(done)
             if done == len(args.job_ids):
@@ -129,7 +127,7 @@ def _follow(queue, job_id: str) -> int:
 
 
 def _print_from(queue, job_id: str, run: int, position: int, cut_marker) -> int:
-    for start, data in queue.store.output(job_id, run, 0):
+    for start, data in queue.store.output(job_id, run, position):
         end = start + len(data)
         if end <= position:
             continue

@@ -198,7 +198,8 @@ def parse_job_spec(spec: Any, index: int | None = None) -> NewJob:
         )
     if spec.get("state", PENDING) != PENDING:
         raise InputError(f"{where}a new job's state can only be 'pending', got {spec['state']!r}")
-    if spec.get("attempts", 0) != 0:
+    attempts = spec.get("attempts", 0)
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts != 0:
         raise InputError(f"{where}a new job's attempts can only be 0, got {spec['attempts']!r}")
 
     command = spec.get("command")
@@ -218,7 +219,8 @@ def parse_job_spec(spec: Any, index: int | None = None) -> NewJob:
             "starting with a letter or digit"
         )
 
-    queue = _str(spec, "queue", where) or "default"
+    queue = _str(spec, "queue", where)
+    queue = "default" if queue is None else queue
     if not _QUEUE.match(queue):
         raise InputError(f"{where}'queue' {queue!r} is not valid: use letters, digits or _.-")
 

@@ -39,6 +39,20 @@ def start_stamp(pid: int) -> str | None:
     return f"{BOOT_ID}:{int(fields[19])}"
 
 
+def process_alive(pid: int, recorded_stamp: str | None) -> bool:
+    """Whether the process that had `recorded_stamp` still runs (a reused pid does not)."""
+    stamp = start_stamp(pid)
+    if stamp is None:
+        return False
+    return recorded_stamp is None or stamp == recorded_stamp
+
+
+def worker_alive(row: dict, this_host: str) -> bool:
+    """A worker row from the database: on this host we can ask the kernel; elsewhere its
+    recent heartbeat is all we know."""
+    return row["host"] != this_host or process_alive(row["pid"], row.get("pid_started"))
+
+
 def group_alive(pgid: int) -> bool:
     """Cheap: whether any process (a zombie counts) is still in the group."""
     try:

@@ -19,6 +19,13 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def iso_ms(ts: float | None) -> str | None:
+    """2026-11-27T10:00:00.250Z: for run history, where 2.25 s backoffs must be visible."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
 def parse_iso(text: str) -> float:
     """Accepts any ISO 8601 form Python reads; a time without zone is taken as UTC."""
     try:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from queuectl.errors import QueueError
 from queuectl.log import log
 from queuectl.models import Job
-from queuectl.processes import is_same_group, kill_group, start_stamp
+from queuectl.processes import is_same_group, kill_group, process_alive, start_stamp
 from queuectl.runner import RunningJob, StartFailed, describe_exit
 from queuectl.stopping import COLD, RUNNING, WARM, StopRequests
 from queuectl.store import JobStore, WorkerIdentity, strip_password
@@ -136,7 +136,7 @@ class Worker:
         dead_here = [
             w["id"]
             for w in self.store.workers_on_host(self.identity.host)
-            if w["id"] != self.identity.id and not _process_alive(w["pid"], w["pid_started"])
+            if w["id"] != self.identity.id and not process_alive(w["pid"], w["pid_started"])
         ]
         for job, state in self.store.recover_lost(
             now, self.settings, dead_worker_ids=dead_here, stop_leftovers=self._stop_leftovers
@@ -336,10 +336,3 @@ class Worker:
     def _say(self, message: str) -> None:
         if self.verbose:
             log(self.identity.id, message)
-
-
-def _process_alive(pid: int, recorded_stamp: str | None) -> bool:
-    stamp = start_stamp(pid)
-    if stamp is None:
-        return False
-    return recorded_stamp is None or stamp == recorded_stamp

@@ -228,8 +228,9 @@ WHERE job_id = %(job_id)s AND run = %(run)s
   AND start_byte >= %(head_end)s AND start_byte + octet_length(data) <= %(tail_start)s
 
 -- name: output_chunks_since
+-- Every chunk that holds a byte at or after from_byte (logs -f asks for what is new).
 SELECT start_byte, data FROM output_chunks
-WHERE job_id = %(job_id)s AND run = %(run)s AND start_byte >= %(from_byte)s
+WHERE job_id = %(job_id)s AND run = %(run)s AND start_byte + octet_length(data) > %(from_byte)s
 ORDER BY start_byte
 
 -- name: finish_job
@@ -287,6 +288,9 @@ SELECT * FROM jobs WHERE queue = %(queue)s ORDER BY seq DESC LIMIT %(limit)s
 -- name: list_jobs_in_state_and_queue
 SELECT * FROM jobs WHERE state = %(state)s AND queue = %(queue)s
 ORDER BY seq DESC LIMIT %(limit)s
+
+-- name: states_of
+SELECT id, state FROM jobs WHERE id IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb))
 
 -- name: count_by_state
 SELECT state, COUNT(*) AS n FROM jobs GROUP BY state

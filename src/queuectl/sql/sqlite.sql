@@ -212,8 +212,9 @@ WHERE job_id = :job_id AND run = :run
   AND start_byte >= :head_end AND start_byte + length(data) <= :tail_start
 
 -- name: output_chunks_since
+-- Every chunk that holds a byte at or after from_byte (logs -f asks for what is new).
 SELECT start_byte, data FROM output_chunks
-WHERE job_id = :job_id AND run = :run AND start_byte >= :from_byte
+WHERE job_id = :job_id AND run = :run AND start_byte + length(data) > :from_byte
 ORDER BY start_byte
 
 -- name: finish_job
@@ -262,6 +263,9 @@ SELECT * FROM jobs WHERE queue = :queue ORDER BY seq DESC LIMIT :limit
 
 -- name: list_jobs_in_state_and_queue
 SELECT * FROM jobs WHERE state = :state AND queue = :queue ORDER BY seq DESC LIMIT :limit
+
+-- name: states_of
+SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))
 
 -- name: count_by_state
 SELECT state, COUNT(*) AS n FROM jobs GROUP BY state

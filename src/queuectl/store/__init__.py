@@ -70,7 +70,11 @@ def resolve_target(db: str | None) -> str:
     return os.path.abspath(os.path.expanduser(target))
 
 
-def open_store(db: str | None = None, *, durable: bool = True, migrate: bool = True) -> JobStore:
+def open_store(db: str | None = None, *, durable: bool = True, migrate: bool = True,
+               create: bool = True) -> JobStore:
+    """`create=False` is for commands that only look: where no SQLite file exists yet, they
+    get an empty queue in memory, so a mistyped --db shows an empty queue instead of leaving
+    a new file behind."""
     target = resolve_target(db)
     if is_postgres(target):
         from queuectl.store.postgres import PostgresConnector  # optional extra, imported late
@@ -79,7 +83,10 @@ def open_store(db: str | None = None, *, durable: bool = True, migrate: bool = T
     else:
         from queuectl.store.sqlite import SQLiteConnector
 
-        connector = SQLiteConnector(target, durable=durable)
+        if not create and not os.path.exists(target):
+            connector = SQLiteConnector(":memory:", durable=durable, shown_as=target)
+        else:
+            connector = SQLiteConnector(target, durable=durable)
     store = JobStore(connector)
     if migrate:
         try:

@@ -109,13 +109,19 @@ class JobStore:
         return Settings({r["key"]: r["value"] for r in self.db.fetch_all("config_all")})
 
     def config_set(self, name: str, text: str) -> Any:
-        value = parse_value(name, text)
+        return self.config_set_many({name: text})[name]
+
+    def config_set_many(self, texts: dict[str, Any]) -> dict[str, Any]:
+        """Set several keys in one transaction, checked together (lease and heartbeat often
+        have to change at once): all of them, or none."""
+        values = {name: parse_value(name, text) for name, text in texts.items()}
         with self.db.transaction():
             stored = {r["key"]: r["value"] for r in self.db.fetch_all("config_all")}
-            stored[name] = str(value)
+            stored.update({name: str(value) for name, value in values.items()})
             Settings(stored).check_timing()
-            self.db.execute("config_set", {"key": name, "value": str(value)})
-        return value
+            for name, value in values.items():
+                self.db.execute("config_set", {"key": name, "value": str(value)})
+        return values
 
     def config_unset(self, name: str) -> None:
         get_key(name)
@@ -207,11 +213,15 @@ class JobStore:
     def store_output(self, job: Job, output: OutputCapture) -> None:
         """Store what the run printed since the last call, while the run still owns the job,
         and drop stored chunks that the tail has moved past."""
-        chunks = output.take_unstored()
-        if not chunks:
-            return
-        with self.db.transaction():
-            self._insert_chunks(job, output, chunks)
+        mark = output.mark()
+        try:
+            chunks = output.take_unstored()
+            if chunks:
+                with self.db.transaction():
+                    self._insert_chunks(job, output, chunks)
+        except BaseException:
+            output.rewind(mark)
+            raise
 
     def _insert_chunks(self, job: Job, output: OutputCapture,
                        chunks: list[tuple[int, bytes]]) -> None:
@@ -278,6 +288,21 @@ class JobStore:
     def _finish(self, job: Job, now: float, *, state: str, attempts: int, run_at: float,
                 outcome: str, exit_code: int | None, error: str | None, finished: bool,
                 crashes: int | None = None, output: OutputCapture | None = None) -> bool:
+        mark = output.mark() if output is not None else None
+        try:
+            return self._finish_in_transaction(
+                job, now, state=state, attempts=attempts, run_at=run_at, outcome=outcome,
+                exit_code=exit_code, error=error, finished=finished, crashes=crashes,
+                output=output)
+        except BaseException:
+            if output is not None and mark is not None:
+                output.rewind(mark)  # the caller may retry (Worker._durably): keep the output
+            raise
+
+    def _finish_in_transaction(self, job: Job, now: float, *, state: str, attempts: int,
+                               run_at: float, outcome: str, exit_code: int | None,
+                               error: str | None, finished: bool, crashes: int | None,
+                               output: OutputCapture | None) -> bool:
         with self.db.transaction():
             if output is not None:  # guarded by the lease too: must precede finish_job
                 chunks = output.take_unstored()
@@ -402,6 +427,17 @@ class JobStore:
             (True, True): "list_jobs_in_state_and_queue",
         }[(state is not None, queue is not None)]
         return [row_to_job(r) for r in self.db.fetch_all(name, params)]
+
+    def states(self, job_ids: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for start in range(0, len(job_ids), 500):
+            batch = job_ids[start : start + 500]
+            rows = self.db.fetch_all("states_of", {"ids": json.dumps(batch)})
+            found.update({row["id"]: row["state"] for row in rows})
+        for job_id in job_ids:
+            if job_id not in found:
+                raise JobNotFound(job_id)
+        return {job_id: found[job_id] for job_id in job_ids}
 
     def counts(self) -> dict[str, int]:
         found = {r["state"]: r["n"] for r in self.db.fetch_all("count_by_state")}

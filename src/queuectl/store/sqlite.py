@@ -51,19 +51,22 @@ def _prepare_file(path: str) -> None:
 class SQLiteConnector:
     dialect = "sqlite"
 
-    def __init__(self, path: str, durable: bool = True):
+    def __init__(self, path: str, durable: bool = True, shown_as: str | None = None):
         """`durable` picks synchronous=FULL (every commit reaches the disk before we return) for
         the CLI, whose enqueue must survive power loss; workers use NORMAL, where a power cut can
         lose only their last state changes, which at worst re-runs a job (see DECISIONS.md)."""
         self.path = path
+        self.shown_as = shown_as  # what describe() says (an in-memory stand-in's real path)
         self.queries = sql.load(self.dialect)
         try:
-            _prepare_file(path)
+            if path != ":memory:":
+                _prepare_file(path)
             self.conn = sqlite3.connect(
                 path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
             )
             self.conn.row_factory = sqlite3.Row
-            self._use_wal()
+            if path != ":memory:":
+                self._use_wal()
             self.conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
         except PermissionError as exc:
             raise QueueError(f"cannot open the queue database {path}: {exc.strerror}") from None
@@ -126,7 +129,7 @@ class SQLiteConnector:
 
     def changed(self) -> bool:
         """True when another connection committed since the last call: a cheap idle poll."""
-        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        version = self._run("PRAGMA data_version").fetchone()[0]
         changed = version != self._data_version
         self._data_version = version
         return changed
@@ -135,6 +138,8 @@ class SQLiteConnector:
         self.conn.close()
 
     def describe(self) -> str:
+        if self.shown_as is not None:
+            return f"{self.shown_as} (no queue there yet)"
         return os.path.abspath(self.path)
 
     def _run(self, statement: str, params: dict[str, Any] | None = None) -> sqlite3.Cursor:
