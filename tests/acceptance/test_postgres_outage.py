@@ -11,7 +11,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
 from tests.conftest import CLI
 
 from .helpers import QueueCLI, wait_until
