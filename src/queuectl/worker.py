@@ -89,7 +89,7 @@ class Worker:
                 pass
             if self.watchdog is not None:
                 self.watchdog.close()
-        how = "cold" if self.stops.level == COLD else "warm"
+        how = {COLD: "cold stop", WARM: "warm stop"}.get(self.stops.level, "no job ready")
         self._say(f"stopped ({how}) after {self.jobs_done} jobs")
         return 1 if self.stops.level == COLD else 0
 
