@@ -1,0 +1,89 @@
+"""Figure 1: shell-job throughput of `worker start --count N --burst` against xargs -PN.
+
+Both run the same `sh -c true` N at a time: queuectl's jobs are enqueued beforehand (bulk
+`enqueue --file`, not timed), xargs reads as many lines. The clock covers starting the
+supervisor and its workers, like starting xargs. Peers drain the same jobs in the same rounds.
+"""
+
+from __future__ import annotations
+
+from common import (
+    Bench,
+    Row,
+    fmt_s,
+    interleaved,
+    median,
+    remove_sqlite,
+    sqlite_counts,
+    write_jobs,
+)
+from peers import huey_drain, huey_unavailable, tsp_drain, tsp_unavailable
+
+COUNTS = (2, 4, 8)
+TARGETS = {2: 0.9, 4: 0.8, 8: 0.8}
+
+
+def queuectl_drain(bench: Bench, jobs_file: str, jobs: int, count: int, db: str) -> float:
+    """Fresh queue of `jobs` pending jobs, drained by `count` workers: wall seconds."""
+    remove_sqlite(db)
+    bench.cli(db, "enqueue", "--file", jobs_file)
+    elapsed = bench.timed(bench.cli_argv(db, "worker", "start", "--count", str(count),
+                                         "--burst", "--quiet"))
+    done = sqlite_counts(db).get("completed", 0)
+    if done != jobs:
+        raise RuntimeError(f"queuectl completed {done} of {jobs} jobs")
+    return elapsed
+
+
+def xargs_drain(bench: Bench, lines_file: str, count: int) -> float:
+    return bench.timed(["xargs", f"-P{count}", "-I{}", "sh", "-c", "true"],
+                       stdin_path=lines_file)
+
+
+def run(bench: Bench) -> list[Row]:
+    jobs = bench.sizes.throughput_jobs
+    folder = bench.fresh_dir("throughput")
+    jobs_file = write_jobs(f"{folder}/jobs.jsonl", jobs)
+    lines_file = f"{folder}/lines"
+    with open(lines_file, "w") as f:
+        f.write("x\n" * jobs)
+    db = f"{folder}/queue.db"
+
+    variants = []
+    for count in COUNTS:
+        variants.append((f"queuectl-{count}", lambda c=count: queuectl_drain(
+            bench, jobs_file, jobs, c, db)))
+        variants.append((f"xargs-{count}", lambda c=count: xargs_drain(bench, lines_file, c)))
+    huey_missing, tsp_missing = huey_unavailable(bench), tsp_unavailable(bench)
+    if not huey_missing:
+        variants.append(("huey-2", lambda: huey_drain(bench, jobs, 2)))
+    if not tsp_missing:
+        variants.append(("tsp-2", lambda: tsp_drain(bench, jobs, 2)))
+
+    bench.log(f"figure 1: {jobs} jobs per run, {bench.sizes.rounds} rounds")
+    times = interleaved(bench.sizes.rounds, variants, bench)
+    med = {name: median(values) for name, values in times.items()}
+
+    rows = []
+    for count in COUNTS:
+        q, x = med[f"queuectl-{count}"], med[f"xargs-{count}"]
+        ratio = x / q
+        rows.append(Row(
+            "1 throughput", f"`worker start --count {count} --burst`, {jobs} `true` jobs",
+            f"{jobs / q:,.0f} jobs/s ({fmt_s(q)}); ratio **{ratio:.2f}**",
+            f"xargs -P{count}: {jobs / x:,.0f} jobs/s ({fmt_s(x)})",
+            f"xargs/queuectl >= {TARGETS[count]}", ratio >= TARGETS[count],
+        ))
+    x2 = med["xargs-2"]
+    for name, label, missing in (("huey-2", "Huey: SqliteHuey, 2 process workers, "
+                                  "task runs `sh -c true`", huey_missing),
+                                 ("tsp-2", "task-spooler `tsp -S 2`, `tsp -n sh -c true`",
+                                  tsp_missing)):
+        if missing:
+            rows.append(Row("1 throughput (peer)", label, missing))
+            continue
+        t = med[name]
+        rows.append(Row("1 throughput (peer)", label,
+                        f"{jobs / t:,.0f} jobs/s ({fmt_s(t)}); xargs/peer {x2 / t:.2f}",
+                        f"queuectl --count 2: {jobs / med['queuectl-2']:,.0f} jobs/s"))
+    return rows
