@@ -32,6 +32,17 @@ from common import (
 
 TARGET_P50, TARGET_P99, TARGET_PG_P50 = 0.020, 0.100, 0.010
 TARGET_IDLE_CPU = 2.0
+# A long-lived process enqueueing through the Python API on a kept connection: it prints the
+# time right after enqueue() returned, i.e. after the commit, without a process exit after it.
+API_ENQUEUER = """
+import sys, time
+from queuectl import Queue
+queue = Queue(sys.argv[1])
+print("ready", flush=True)
+for line in sys.stdin:
+    queue.enqueue(command=line.rstrip("\\n"))
+    print(repr(time.time()), flush=True)
+"""
 POLLER = """
 import select, sqlite3, sys
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)
@@ -71,22 +82,37 @@ def _start_workers(bench: Bench, db: str, folder: str) -> subprocess.Popen:
     return proc
 
 
-def _latencies(bench: Bench, db: str, folder: str, samples: int) -> tuple[list, list]:
+def _latencies(bench: Bench, db: str, folder: str, samples: int) -> dict[str, list[float]]:
+    """Per sample, three measurements: the CLI enqueue, the API enqueue, the direct spawn."""
     gaps = bench.sizes.pickup_gaps
-    picked, floor = [], []
-    for i in range(samples):
-        time.sleep(gaps[i % len(gaps)])
-        stamp = f"{folder}/stamp-{i}"
-        job = json.dumps({"command": f"date +%s.%N > {stamp}"})
-        subprocess.run(bench.cli_argv(db, "enqueue", job), env=bench.env(), check=True,
-                       stdout=subprocess.DEVNULL)
-        returned = time.time()
-        picked.append(_read_stamp(stamp) - returned)
-        direct = f"{folder}/direct-{i}"
-        spawned = time.time()
-        subprocess.run(["sh", "-c", f"date +%s.%N > {direct}"], check=True)
-        floor.append(_read_stamp(direct) - spawned)
-    return picked, floor
+    found: dict[str, list[float]] = {"cli": [], "api": [], "direct": []}
+    api = subprocess.Popen([bench.python, "-c", API_ENQUEUER, db], env=bench.env(),
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+    try:
+        assert api.stdin is not None and api.stdout is not None
+        api.stdout.readline()  # connected
+        for i in range(samples):
+            time.sleep(gaps[i % len(gaps)])
+            stamp = f"{folder}/cli-{i}"
+            job = json.dumps({"command": f"date +%s.%N > {stamp}"})
+            subprocess.run(bench.cli_argv(db, "enqueue", job), env=bench.env(), check=True,
+                           stdout=subprocess.DEVNULL)
+            returned = time.time()
+            found["cli"].append(_read_stamp(stamp) - returned)
+
+            time.sleep(gaps[(i + 2) % len(gaps)])
+            stamp = f"{folder}/api-{i}"
+            api.stdin.write(f"date +%s.%N > {stamp}\n")
+            returned = float(api.stdout.readline())
+            found["api"].append(_read_stamp(stamp) - returned)
+
+            stamp = f"{folder}/direct-{i}"
+            spawned = time.time()
+            subprocess.run(["sh", "-c", f"date +%s.%N > {stamp}"], check=True)
+            found["direct"].append(_read_stamp(stamp) - spawned)
+    finally:
+        stop_process(api, grace=5)
+    return found
 
 
 def _idle_cpu(bench: Bench, db: str, workers: subprocess.Popen, seconds: float) -> tuple:
@@ -106,27 +132,43 @@ def _idle_cpu(bench: Bench, db: str, workers: subprocess.Popen, seconds: float) 
             len(tree))
 
 
+def _pickup_rows(backend: str, found: dict[str, list[float]], p50_target: float,
+                 p99_target: float | None) -> list[Row]:
+    base = f"direct spawn of the same command: p50 {fmt_ms(median(found['direct']))}"
+    target = f"p50 <= {p50_target * 1000:g} ms" + (
+        f", p99 <= {p99_target * 1000:g} ms" if p99_target else "")
+    rows = []
+    for key, label in (("cli", "CLI `enqueue` process exits → command starts"),
+                       ("api", "`Queue.enqueue()` returns (commit done) → command starts")):
+        values = found[key]
+        p50, p99 = median(values), percentile(values, 99)
+        met = p50 <= p50_target and (p99_target is None or p99 <= p99_target)
+        rows.append(Row("5 idle pickup", f"{label}, {backend}, {len(values)} samples",
+                        f"p50 {fmt_ms(p50)}, p99 {fmt_ms(p99)}, max {fmt_ms(max(values))}",
+                        base, target, met))
+    return rows
+
+
 def run(bench: Bench) -> list[Row]:
     folder = bench.fresh_dir("pickup")
     samples = bench.sizes.pickup_samples
     gaps = ", ".join(f"{g:g}" for g in bench.sizes.pickup_gaps)
-    rows = []
+    bench.notes.append(
+        f"figure 5: idle gaps before each enqueue cycle through {gaps} s. A negative latency "
+        "means the job had started before the enqueue process finished exiting (its "
+        "connection close and interpreter shutdown come after the commit); the API row "
+        "times from the commit itself.")
 
     db = f"{folder}/queue.db"
-    bench.log(f"figure 5: {samples} samples on SQLite, idle gaps {gaps} s")
+    bench.log(f"figure 5: {samples} samples on SQLite")
     workers = _start_workers(bench, db, folder)
     try:
-        picked, floor = _latencies(bench, db, folder, samples)
+        found = _latencies(bench, db, folder, samples)
         bench.log(f"  idle CPU over {bench.sizes.idle_cpu_seconds:g} s")
         cpu, base_cpu, procs = _idle_cpu(bench, db, workers, bench.sizes.idle_cpu_seconds)
     finally:
         stop_process(workers)
-    p50, p99 = median(picked), percentile(picked, 99)
-    base = f"direct spawn of the same command: p50 {fmt_ms(median(floor))}"
-    rows.append(Row("5 idle pickup", f"enqueue returns → command starts, SQLite, {samples} "
-                    f"samples after idle gaps of {gaps} s",
-                    f"p50 {fmt_ms(p50)}, p99 {fmt_ms(p99)}, max {fmt_ms(max(picked))}", base,
-                    "p50 <= 20 ms, p99 <= 100 ms", p50 <= TARGET_P50 and p99 <= TARGET_P99))
+    rows = _pickup_rows("SQLite", found, TARGET_P50, TARGET_P99)
     rows.append(Row("5 idle CPU", f"idle `worker start --count 2`, {procs} processes, "
                     f"{bench.sizes.idle_cpu_seconds:g} s", f"{cpu:.2f}% of a core",
                     f"2 bare `PRAGMA data_version` pollers (20 ms): {base_cpu:.2f}%",
@@ -135,7 +177,7 @@ def run(bench: Bench) -> list[Row]:
     pg = Postgres(bench)
     missing = pg.unusable()
     if missing:
-        rows.append(Row("5 idle pickup", "enqueue returns → command starts, PostgreSQL", missing,
+        rows.append(Row("5 idle pickup", "enqueue → command starts, PostgreSQL", missing,
                         target="p50 <= 10 ms"))
         return rows
     url = pg.create()
@@ -144,14 +186,9 @@ def run(bench: Bench) -> list[Row]:
         bench.log(f"figure 5: {samples} samples on PostgreSQL")
         workers = _start_workers(bench, url, pg_folder)
         try:
-            picked, floor = _latencies(bench, url, pg_folder, samples)
+            found = _latencies(bench, url, pg_folder, samples)
         finally:
             stop_process(workers)
     finally:
         pg.drop(url)
-    p50, p99 = median(picked), percentile(picked, 99)
-    rows.append(Row("5 idle pickup", f"enqueue returns → command starts, PostgreSQL, "
-                    f"{samples} samples", f"p50 {fmt_ms(p50)}, p99 {fmt_ms(p99)}",
-                    f"direct spawn: p50 {fmt_ms(median(floor))}", "p50 <= 10 ms",
-                    p50 <= TARGET_PG_P50))
-    return rows
+    return rows + _pickup_rows("PostgreSQL", found, TARGET_PG_P50, None)
