@@ -83,6 +83,11 @@ def tsp_unavailable(bench: Bench) -> str | None:
     return None
 
 
+# Each queued tsp job is a waiting client process holding a socket to the server, whose
+# select() stops accepting near 1,024 descriptors: 2,000 queued jobs hang the queue.
+TSP_MAX_QUEUED = 900
+
+
 def tsp_drain(bench: Bench, jobs: int, slots: int) -> float:
     """task-spooler runs jobs as soon as they are queued; so a blocker job holds the only
     slot while the jobs are queued, and the clock starts when the slots open."""
@@ -92,7 +97,7 @@ def tsp_drain(bench: Bench, jobs: int, slots: int) -> float:
 
     def tsp(*args: str) -> str:
         return subprocess.run(["tsp", *args], env=env, check=True, capture_output=True,
-                              text=True).stdout
+                              text=True, timeout=120).stdout
 
     fifo = os.path.join(folder, "release")
     os.mkfifo(fifo)
@@ -104,7 +109,7 @@ def tsp_drain(bench: Bench, jobs: int, slots: int) -> float:
             f.write("x\n" * jobs)
         with open(lines) as f:  # queued 4 at a time: each tsp call is a process
             subprocess.run(["xargs", "-P4", "-I{}", "tsp", "-n", "sh", "-c", "true"],
-                           stdin=f, env=env, check=True, capture_output=True)
+                           stdin=f, env=env, check=True, capture_output=True, timeout=120)
         last = max(int(line.split()[0]) for line in tsp("-l").splitlines()[1:])
         start = time.perf_counter()
         tsp("-S", str(slots))
@@ -117,11 +122,18 @@ def tsp_drain(bench: Bench, jobs: int, slots: int) -> float:
             if not running:
                 break
             for job_id in running:
-                subprocess.run(["tsp", "-w", job_id], env=env, capture_output=True)
+                subprocess.run(["tsp", "-w", job_id], env=env, capture_output=True,
+                               timeout=120)
         elapsed = time.perf_counter() - start
         finished = sum(1 for line in tsp("-l").splitlines()[1:] if " finished " in line)
     finally:
-        subprocess.run(["tsp", "-K"], env=env, capture_output=True)
+        try:  # release the blocker if it still waits, or it would outlive the server
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            os.write(fd, b"go\n")
+            os.close(fd)
+        except OSError:
+            pass
+        subprocess.run(["tsp", "-K"], env=env, capture_output=True, timeout=30)
     if finished < jobs:
         raise RuntimeError(f"tsp finished {finished} of {jobs + 1} jobs")
     return elapsed

@@ -14,6 +14,7 @@ import argparse
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -64,6 +65,9 @@ def main() -> int:
     tmp = tempfile.mkdtemp(prefix="queuectl-bench-", dir=os.environ.get("BENCH_TMP"))
     bench = Bench(src=os.path.abspath(args.src), python=args.python, tmp=tmp, sizes=sizes,
                   pg_admin_url=args.pg)
+    # A TERM (a timeout, a kill) unwinds like Ctrl-C, so the scratch folder and the peers'
+    # servers are cleaned up.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     started = time.time()
     rows: list[Row] = []
     loads: list[str] = []
