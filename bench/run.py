@@ -124,8 +124,8 @@ def header(bench: Bench, args, seconds: float) -> list[str]:
     return [
         f"# queuectl benchmarks ({mode})",
         "",
-        f"- when: {time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime())}, "
-        f"took {seconds / 60:.1f} min",
+        f"- started: {time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(time.time() - seconds))}"
+        f", took {seconds / 60:.1f} min",
         f"- code: `{commit}` ({bench.src})",
         f"- machine: {os.cpu_count()} cores, {cpu}, Linux {platform.release()}",
         f"- Python {python[0] if python else '?'}, SQLite {python[1] if len(python) > 1 else '?'}"
