@@ -61,11 +61,11 @@ def run(bench: Bench) -> list[Row]:
         finally:
             pg.drop(url)
 
-    variants = [("queuectl-sqlite", queuectl_sqlite), ("raw-sqlite", raw_sqlite)]
+    groups = [[("queuectl-sqlite", queuectl_sqlite), ("raw-sqlite", raw_sqlite)]]
     if not pg_missing:
-        variants.append(("queuectl-pg", queuectl_pg))
+        groups.append([("queuectl-pg", queuectl_pg)])
     bench.log(f"figure 4: {jobs} jobs per file, {bench.sizes.bulk_rounds} rounds")
-    rates = interleaved(bench.sizes.bulk_rounds, variants, bench)
+    rates = interleaved(bench.sizes.bulk_rounds, groups, bench)
     q, raw = median(rates["queuectl-sqlite"]), median(rates["raw-sqlite"])
     rows = [Row("4 bulk enqueue", f"`enqueue --file` {jobs:,} jobs (JSON Lines), SQLite",
                 f"{fmt_rate(q)} ({jobs / q:.2f} s)",

@@ -187,18 +187,29 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[int(rank) - 1]
 
 
-def interleaved(rounds: int, variants: Sequence[tuple[str, Callable[[], float]]],
+Variant = tuple[str, Callable[[], float]]
+
+
+def interleaved(rounds: int, groups: Sequence[Sequence[Variant]],
                 bench: Bench) -> dict[str, list[float]]:
-    """Run every variant once per round, rotating the order each round so that no variant
-    always runs first (warm caches) or last (a busy machine); returns all measurements."""
-    results: dict[str, list[float]] = {name: [] for name, _ in variants}
+    """Run every variant once per round. A group (a figure and its baseline) always runs
+    back to back, so both see the same background load, and its order flips every round;
+    the groups rotate, so that none always runs first (warm caches) or last. Returns every
+    measurement, in round order: pair them by index for per-round ratios."""
+    results: dict[str, list[float]] = {name: [] for group in groups for name, _ in group}
     for r in range(rounds):
-        shift = r % len(variants)
-        for name, run in list(variants[shift:]) + list(variants[:shift]):
-            value = run()
-            results[name].append(value)
-            bench.log(f"  round {r + 1}/{rounds} {name}: {value:.4g}")
+        shift = r % len(groups)
+        for group in list(groups[shift:]) + list(groups[:shift]):
+            for name, run in (group if r % 2 == 0 else list(reversed(group))):
+                value = run()
+                results[name].append(value)
+                bench.log(f"  round {r + 1}/{rounds} {name}: {value:.4g}")
     return results
+
+
+def ratio_median(numerators: Sequence[float], denominators: Sequence[float]) -> float:
+    """Median of per-round ratios: each pair ran back to back, under the same load."""
+    return median([n / d for n, d in zip(numerators, denominators, strict=True)])
 
 
 # -- /proc ----------------------------------------------------------------------------------

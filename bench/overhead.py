@@ -184,18 +184,18 @@ def run(bench: Bench) -> list[Row]:
         finally:
             pg.drop(url)
 
-    variants = [("store-sqlite", lambda: _measure(bench, "store", db, jobs_file, jobs)),
-                ("raw-sqlite", lambda: _measure(bench, "raw", db, jobs_file, jobs))]
+    groups = [[("store-sqlite", lambda: _measure(bench, "store", db, jobs_file, jobs)),
+               ("raw-sqlite", lambda: _measure(bench, "raw", db, jobs_file, jobs))]]
     patchable = _claim_patchable(bench)
     if patchable:
-        variants += [
+        groups.append([
             ("store-fixed", lambda: _measure(bench, "store-fixed", db, jobs_file, jobs)),
             ("raw-fixed", lambda: _measure(bench, "raw-fixed", db, jobs_file, jobs)),
-        ]
+        ])
     if not pg_missing:
-        variants.append(("store-pg", pg_round))
+        groups.append([("store-pg", pg_round)])
     bench.log(f"figure 2: {jobs} jobs, {PROCESSES} processes, {bench.sizes.rounds} rounds")
-    rates = interleaved(bench.sizes.rounds, variants, bench)
+    rates = interleaved(bench.sizes.rounds, groups, bench)
     store, raw = median(rates["store-sqlite"]), median(rates["raw-sqlite"])
     rows = [Row("2 queue overhead", f"claim + complete, no command, 2 processes, SQLite, "
                 f"{jobs:,} jobs pending at the start",

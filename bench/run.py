@@ -132,8 +132,9 @@ def header(bench: Bench, args, seconds: float) -> list[str]:
         f" (library linked by that Python), Huey {huey}, "
         f"task-spooler {'present' if shutil.which('tsp') else 'absent'}",
         f"- rounds: {bench.sizes.rounds} (figures 1-2), {bench.sizes.bulk_rounds} (4), "
-        f"{bench.sizes.scale_rounds} (6); values are medians over rounds, measured "
-        "interleaved with their baselines",
+        f"{bench.sizes.scale_rounds} (6); values are medians over rounds; each figure "
+        "runs back to back with its baseline in every round, and ratios are medians of the "
+        "per-round ratios",
         "",
     ]
 

@@ -11,7 +11,17 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from common import Bench, Row, fmt_ms, fmt_s, median, remove_sqlite, sqlite_counts, write_jobs
+from common import (
+    Bench,
+    Row,
+    fmt_ms,
+    fmt_s,
+    median,
+    ratio_median,
+    remove_sqlite,
+    sqlite_counts,
+    write_jobs,
+)
 
 TARGET_THROUGHPUT_RATIO = 0.9
 TARGET_CLI = 0.100
@@ -81,7 +91,7 @@ def run(bench: Bench) -> list[Row]:
                       f"{status[which][-1] * 1000:.0f} ms, list {listing[which][-1] * 1000:.0f} ms")
 
     big_t, empty_t = median(drain["big"]), median(drain["empty"])
-    ratio = empty_t / big_t
+    ratio = ratio_median(drain["empty"], drain["big"])
     result = [Row("6 scale", f"`worker start --count 2 --burst`, {jobs} jobs, with {rows:,} "
                   "completed jobs in the table",
                   f"{jobs / big_t:,.0f} jobs/s ({fmt_s(big_t)}); {ratio:.2f} of empty",

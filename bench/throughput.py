@@ -13,6 +13,7 @@ from common import (
     fmt_s,
     interleaved,
     median,
+    ratio_median,
     remove_sqlite,
     sqlite_counts,
     write_jobs,
@@ -49,26 +50,27 @@ def run(bench: Bench) -> list[Row]:
         f.write("x\n" * jobs)
     db = f"{folder}/queue.db"
 
-    variants = []
+    groups = []
     for count in COUNTS:
-        variants.append((f"queuectl-{count}", lambda c=count: queuectl_drain(
-            bench, jobs_file, jobs, c, db)))
-        variants.append((f"xargs-{count}", lambda c=count: xargs_drain(bench, lines_file, c)))
+        groups.append([
+            (f"queuectl-{count}", lambda c=count: queuectl_drain(bench, jobs_file, jobs, c, db)),
+            (f"xargs-{count}", lambda c=count: xargs_drain(bench, lines_file, c)),
+        ])
     huey_missing, tsp_missing = huey_unavailable(bench), tsp_unavailable(bench)
     if not huey_missing:
-        variants.append(("huey-2", lambda: huey_drain(bench, jobs, 2)))
+        groups.append([("huey-2", lambda: huey_drain(bench, jobs, 2))])
     tsp_jobs = min(jobs, TSP_MAX_QUEUED)
     if not tsp_missing:
-        variants.append(("tsp-2", lambda: tsp_drain(bench, tsp_jobs, 2)))
+        groups.append([("tsp-2", lambda: tsp_drain(bench, tsp_jobs, 2))])
 
     bench.log(f"figure 1: {jobs} jobs per run, {bench.sizes.rounds} rounds")
-    times = interleaved(bench.sizes.rounds, variants, bench)
+    times = interleaved(bench.sizes.rounds, groups, bench)
     med = {name: median(values) for name, values in times.items()}
 
     rows = []
     for count in COUNTS:
         q, x = med[f"queuectl-{count}"], med[f"xargs-{count}"]
-        ratio = x / q
+        ratio = ratio_median(times[f"xargs-{count}"], times[f"queuectl-{count}"])
         rows.append(Row(
             "1 throughput", f"`worker start --count {count} --burst`, {jobs} `true` jobs",
             f"{jobs / q:,.0f} jobs/s ({fmt_s(q)}); ratio **{ratio:.2f}**",
