@@ -1,0 +1,94 @@
+"""Where a worker's time goes per job: N workers under cProfile drain `true` jobs.
+
+    python bench/profile_worker.py [--jobs 2000] [--workers 2] [--src DIR]
+
+Prints, per job and per worker, the cumulative time of each step of the job path (claim, spawn,
+the /proc read, the guardian pipe, set_process, waiting for the command, recording), with the
+number of calls per job. Numbers are inflated by cProfile itself (about 1 µs per call): compare
+steps with each other, not with the benchmark's wall times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import ROOT, remove_sqlite, write_jobs  # noqa: E402
+
+STEPS = [  # (label, file suffix, function name); cumulative time of each
+    ("whole job: run_once", "worker.py", "run_once"),
+    ("  claim (one write transaction)", "jobstore.py", "claim"),
+    ("  execute: spawn to recorded", "worker.py", "execute"),
+    ("    RunningJob(): Popen + /proc stamp + pidfd", "runner.py", "__init__"),
+    ("      subprocess fork_exec (vfork + exec)", "~",
+     "<built-in method _posixsubprocess.fork_exec>"),
+    ("      start_stamp: read /proc/PID/stat", "processes.py", "start_stamp"),
+    ("    guardian pipe writes (job_started/ended)", "watchdog.py", "_send"),
+    ("    set_process (one write transaction)", "jobstore.py", "set_process"),
+    ("    _supervise: wait for the command", "worker.py", "_supervise"),
+    ("      select() while the command runs", "~", "<built-in method select.select>"),
+    ("    runner.finish: leftovers, drain, close", "runner.py", "finish"),
+    ("    complete (one write transaction)", "jobstore.py", "complete"),
+    ("  data_version polls (changed)", "sqlite.py", "changed"),
+    ("every sqlite3 execute()", "~", "<method 'execute' of 'sqlite3.Connection' objects>"),
+    ("  of which BEGIN IMMEDIATE + COMMIT (lock waits too)", "sqlite.py", "transaction"),
+]
+
+CHILD = """
+import cProfile, sys
+from queuectl.store import open_store
+from queuectl.watchdog import Watchdog
+from queuectl.worker import Worker, new_identity
+watchdog = Watchdog()
+store = open_store(sys.argv[1], durable=False)
+worker = Worker(store, new_identity(), watchdog=watchdog, verbose=False)
+cProfile.run("worker.run(burst=True)", sys.argv[2])
+print(worker.jobs_done)
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--src", default=os.path.join(ROOT, "src"))
+    args = parser.parse_args()
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(args.src))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    with tempfile.TemporaryDirectory(prefix="queuectl-profile-") as tmp:
+        os.chdir(tmp)  # keep the checkout's queuectl.py off sys.path
+        db = os.path.join(tmp, "queue.db")
+        remove_sqlite(db)
+        subprocess.run([sys.executable, "-c", "import sys; from queuectl.cli import main; "
+                        "sys.exit(main())", "--db", db, "enqueue", "--file",
+                        write_jobs(os.path.join(tmp, "jobs.jsonl"), args.jobs)],
+                       env=env, check=True, stdout=subprocess.DEVNULL)
+        profiles = [os.path.join(tmp, f"w{i}.prof") for i in range(args.workers)]
+        procs = [subprocess.Popen([sys.executable, "-c", CHILD, db, p], env=env,
+                                  stdout=subprocess.PIPE, text=True) for p in profiles]
+        done = [int(p.communicate()[0]) for p in procs]
+        stats = pstats.Stats(*profiles)
+    jobs = sum(done)
+    by_name: dict[tuple[str, str], tuple[int, float]] = {}
+    for (filename, _, name), (_, ncalls, _, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
+        key = (os.path.basename(filename), name)
+        calls, total = by_name.get(key, (0, 0.0))
+        by_name[key] = (calls + ncalls, total + cumtime)
+    print(f"{jobs} jobs over {args.workers} workers ({done}); per job, per worker:\n")
+    print(f"{'step':52s} {'µs/job':>8s} {'calls/job':>10s}")
+    for label, suffix, name in STEPS:
+        calls, total = by_name.get((suffix, name), (0, 0.0))
+        print(f"{label:52s} {total / jobs * 1e6:8.0f} {calls / jobs:10.2f}")
+    print("\nlargest own times:")
+    stats.sort_stats("tottime").print_stats(8)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Figure 6: does a big history slow the queue down?
+
+A SQLite queue holding 1,000,000 completed jobs (each with its attempt row, inserted in one
+transaction straight into the real schema) against an empty one, in alternating rounds:
+figure 1's throughput (`worker start --count 2 --burst` over the same pending jobs), and the
+wall time of `status` and `list --state pending --limit 50` while those jobs wait.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from common import (
+    Bench,
+    Row,
+    fmt_ms,
+    fmt_s,
+    median,
+    ratio_median,
+    remove_sqlite,
+    sqlite_counts,
+    write_jobs,
+)
+
+TARGET_THROUGHPUT_RATIO = 0.9
+TARGET_CLI = 0.100
+
+FILL = """
+WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < :rows)
+INSERT INTO jobs (id, command, state, attempts, max_retries, created_at, updated_at, run_at,
+                  runs, exit_code, finished_at, cwd)
+SELECT printf('old-%08d', x), 'true', 'completed', 1, 3, :t0 + x * 0.01, :t0 + x * 0.01 + 0.005,
+       :t0 + x * 0.01, 1, 0, :t0 + x * 0.01 + 0.005, '/tmp'
+FROM n
+"""
+FILL_ATTEMPTS = """
+INSERT INTO attempts (job_id, run, worker_id, host, started_at, finished_at, outcome, exit_code)
+SELECT id, 1, 'old-worker', 'old-host', run_at, finished_at, 'completed', 0 FROM jobs
+WHERE state = 'completed'
+"""
+
+
+def fill(db: str, rows: int) -> float:
+    """Insert `rows` completed jobs with their history; returns the seconds it took."""
+    start = time.perf_counter()
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(FILL, {"rows": rows, "t0": time.time() - rows * 0.01 - 3600})
+        conn.execute(FILL_ATTEMPTS)
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    return time.perf_counter() - start
+
+
+def run(bench: Bench) -> list[Row]:
+    rows, jobs = bench.sizes.scale_rows, bench.sizes.throughput_jobs
+    samples = bench.sizes.scale_cli_samples
+    folder = bench.fresh_dir("scale")
+    jobs_file = write_jobs(f"{folder}/jobs.jsonl", jobs)
+    big, empty = f"{folder}/big.db", f"{folder}/empty.db"
+    bench.cli(big, "status")  # the real schema, by the real code
+    seconds = fill(big, rows)
+    bench.log(f"figure 6: {rows:,} completed jobs inserted in {seconds:.1f} s")
+    status: dict[str, list[float]] = {"big": [], "empty": []}
+    listing: dict[str, list[float]] = {"big": [], "empty": []}
+    drain: dict[str, list[float]] = {"big": [], "empty": []}
+
+    for r in range(bench.sizes.scale_rounds):
+        for which in (("big", "empty") if r % 2 == 0 else ("empty", "big")):
+            db = big if which == "big" else empty
+            before = 0
+            if which == "empty":
+                remove_sqlite(empty)
+            else:
+                before = sqlite_counts(db).get("completed", 0)
+            bench.cli(db, "enqueue", "--file", jobs_file)
+            bench.timed(bench.cli_argv(db, "status"))  # warm this file's pages once
+            for _ in range(samples):
+                status[which].append(bench.timed(bench.cli_argv(db, "status")))
+                listing[which].append(bench.timed(bench.cli_argv(
+                    db, "list", "--state", "pending", "--limit", "50")))
+            drain[which].append(bench.timed(bench.cli_argv(
+                db, "worker", "start", "--count", "2", "--burst", "--quiet")))
+            if sqlite_counts(db).get("completed", 0) - before != jobs:
+                raise RuntimeError(f"the {which} queue did not complete all {jobs} jobs")
+            bench.log(f"  round {r + 1} {which}: drain {drain[which][-1]:.2f} s, status "
+                      f"{status[which][-1] * 1000:.0f} ms, list {listing[which][-1] * 1000:.0f} ms")
+
+    big_t, empty_t = median(drain["big"]), median(drain["empty"])
+    ratio = ratio_median(drain["empty"], drain["big"])
+    result = [Row("6 scale", f"`worker start --count 2 --burst`, {jobs} jobs, with {rows:,} "
+                  "completed jobs in the table",
+                  f"{jobs / big_t:,.0f} jobs/s ({fmt_s(big_t)}); {ratio:.2f} of empty",
+                  f"empty table: {jobs / empty_t:,.0f} jobs/s ({fmt_s(empty_t)})",
+                  "within 10% of empty", ratio >= TARGET_THROUGHPUT_RATIO)]
+    for label, values in (("`status`", status),
+                          ("`list --state pending --limit 50`", listing)):
+        b, e = median(values["big"]), median(values["empty"])
+        result.append(Row("6 scale", f"{label} wall time, {rows:,} completed + {jobs} pending",
+                          fmt_ms(b), f"{jobs} pending only: {fmt_ms(e)}", "< 100 ms",
+                          b < TARGET_CLI))
+    return result

@@ -1,0 +1,99 @@
+"""Figure 1: shell-job throughput of `worker start --count N --burst` against xargs -PN.
+
+Both run the same `sh -c true` N at a time: queuectl's jobs are enqueued beforehand (bulk
+`enqueue --file`, not timed), xargs reads as many lines. The clock covers starting the
+supervisor and its workers, like starting xargs. Peers drain the same jobs in the same rounds.
+"""
+
+from __future__ import annotations
+
+from common import (
+    Bench,
+    Row,
+    fmt_s,
+    interleaved,
+    median,
+    ratio_median,
+    remove_sqlite,
+    sqlite_counts,
+    write_jobs,
+)
+from peers import TSP_MAX_QUEUED, huey_drain, huey_unavailable, tsp_drain, tsp_unavailable
+
+COUNTS = (2, 4, 8)
+TARGETS = {2: 0.9, 4: 0.8, 8: 0.8}
+
+
+def queuectl_drain(bench: Bench, jobs_file: str, jobs: int, count: int, db: str) -> float:
+    """Fresh queue of `jobs` pending jobs, drained by `count` workers: wall seconds."""
+    remove_sqlite(db)
+    bench.cli(db, "enqueue", "--file", jobs_file)
+    elapsed = bench.timed(bench.cli_argv(db, "worker", "start", "--count", str(count),
+                                         "--burst", "--quiet"))
+    done = sqlite_counts(db).get("completed", 0)
+    if done != jobs:
+        raise RuntimeError(f"queuectl completed {done} of {jobs} jobs")
+    return elapsed
+
+
+def xargs_drain(bench: Bench, lines_file: str, count: int) -> float:
+    return bench.timed(["xargs", f"-P{count}", "-I{}", "sh", "-c", "true"],
+                       stdin_path=lines_file)
+
+
+def run(bench: Bench) -> list[Row]:
+    jobs = bench.sizes.throughput_jobs
+    folder = bench.fresh_dir("throughput")
+    jobs_file = write_jobs(f"{folder}/jobs.jsonl", jobs)
+    lines_file = f"{folder}/lines"
+    with open(lines_file, "w") as f:
+        f.write("x\n" * jobs)
+    db = f"{folder}/queue.db"
+
+    groups = []
+    for count in COUNTS:
+        groups.append([
+            (f"queuectl-{count}", lambda c=count: queuectl_drain(bench, jobs_file, jobs, c, db)),
+            (f"xargs-{count}", lambda c=count: xargs_drain(bench, lines_file, c)),
+        ])
+    huey_missing, tsp_missing = huey_unavailable(bench), tsp_unavailable(bench)
+    if not huey_missing:
+        groups.append([("huey-2", lambda: huey_drain(bench, jobs, 2))])
+    tsp_jobs = min(jobs, TSP_MAX_QUEUED)
+    if not tsp_missing:
+        groups.append([("tsp-2", lambda: tsp_drain(bench, tsp_jobs, 2))])
+
+    bench.log(f"figure 1: {jobs} jobs per run, {bench.sizes.rounds} rounds")
+    times = interleaved(bench.sizes.rounds, groups, bench)
+    med = {name: median(values) for name, values in times.items()}
+
+    rows = []
+    for count in COUNTS:
+        q, x = med[f"queuectl-{count}"], med[f"xargs-{count}"]
+        ratio = ratio_median(times[f"xargs-{count}"], times[f"queuectl-{count}"])
+        rows.append(Row(
+            "1 throughput", f"`worker start --count {count} --burst`, {jobs} `true` jobs",
+            f"{jobs / q:,.0f} jobs/s ({fmt_s(q)}); ratio **{ratio:.2f}**",
+            f"xargs -P{count}: {jobs / x:,.0f} jobs/s ({fmt_s(x)})",
+            f"xargs/queuectl >= {TARGETS[count]}", ratio >= TARGETS[count],
+        ))
+    x2 = med["xargs-2"]
+    tsp_label = "task-spooler `tsp -S 2`, `tsp -n sh -c true`"
+    if tsp_jobs < jobs:
+        tsp_label += (f" ({tsp_jobs} jobs: each queued tsp job is a waiting process with a "
+                      "socket, and the server stalls near 1,000 of them)")
+    for name, label, count, missing in (
+        ("huey-2", "Huey: SqliteHuey, 2 process workers, task runs `sh -c true` "
+         f"({jobs} tasks)", jobs, huey_missing),
+        ("tsp-2", tsp_label, tsp_jobs, tsp_missing),
+    ):
+        if missing:
+            rows.append(Row("1 throughput (peer)", label, missing))
+            continue
+        t = med[name]
+        rows.append(Row("1 throughput (peer)", label,
+                        f"{count / t:,.0f} jobs/s ({fmt_s(t)}); xargs/peer "
+                        f"{(count / t) / (jobs / x2):.2f}",
+                        f"queuectl --count 2: {jobs / med['queuectl-2']:,.0f} jobs/s, "
+                        f"xargs -P2: {jobs / x2:,.0f} jobs/s"))
+    return rows
