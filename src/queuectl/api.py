@@ -9,13 +9,16 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from queuectl.config import KEYS
 from queuectl.errors import InputError, QueueError
 from queuectl.models import TERMINAL_STATES, Job, NewJob, parse_job_spec, validate_state
 from queuectl.store import Enqueued, JobStore, open_store
 from queuectl.timeutil import now
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations here are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Queue:

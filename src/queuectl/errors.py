@@ -13,6 +13,11 @@ class InputError(QueueError):
     exit_code = 2
 
 
+class Conflict(Exception):
+    """A uniqueness constraint refused a row (duplicate job id or unique key). Raised by the
+    connectors; the JobStore turns it into a message for the user."""
+
+
 class JobNotFound(QueueError):
     def __init__(self, job_id: str):
         super().__init__(f"no job with id {job_id!r} (see 'queuectl list')")

@@ -2,7 +2,6 @@
 
 import re
 import time
-from datetime import UTC, datetime
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -16,6 +15,8 @@ def iso(ts: float | None) -> str | None:
     """2026-11-27T10:00:00Z: whole seconds, UTC, the format the CLI contract names."""
     if ts is None:
         return None
+    from datetime import UTC, datetime  # here: enqueue never renders a time, and start-up counts
+
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -23,11 +24,15 @@ def iso_ms(ts: float | None) -> str | None:
     """2026-11-27T10:00:00.250Z: for run history, where 2.25 s backoffs must be visible."""
     if ts is None:
         return None
+    from datetime import UTC, datetime
+
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def parse_iso(text: str) -> float:
     """Accepts any ISO 8601 form Python reads; a time without zone is taken as UTC."""
+    from datetime import UTC, datetime
+
     try:
         parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except (ValueError, AttributeError):

@@ -19,9 +19,8 @@ from contextlib import closing
 from dataclasses import asdict, dataclass
 
 from queuectl import sql
-from queuectl.errors import InputError, QueueError
+from queuectl.errors import Conflict, InputError, QueueError
 from queuectl.store import JobStore, is_postgres, open_store, resolve_target
-from queuectl.store.connector import Conflict
 from queuectl.store.jobstore import SCHEMA_VERSION
 
 BATCH = 500  # rows per read: a large queue never sits in memory whole

@@ -8,13 +8,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-
-class Conflict(Exception):
-    """A uniqueness constraint refused a row (duplicate job id or unique key).
-
-    On PostgreSQL, as after any failed statement there, the transaction it happened in can
-    only be rolled back: code that wants to go on after a duplicate must avoid the error
-    (check first, or INSERT ... ON CONFLICT) rather than catch it and carry on."""
+from queuectl.errors import Conflict  # noqa: F401 - where connectors used to find it
 
 
 class Connector(Protocol):

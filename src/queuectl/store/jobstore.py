@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from queuectl import retry, sql
 from queuectl.capture import OutputCapture
 from queuectl.config import Settings, get_key, parse_value
-from queuectl.errors import InputError, JobNotFound, QueueError
+from queuectl.errors import Conflict, InputError, JobNotFound, QueueError
 from queuectl.models import (
     CANCELLED,
     COMPLETED,
@@ -30,7 +29,12 @@ from queuectl.models import (
     new_job_id,
 )
 from queuectl.record import Record
-from queuectl.store.connector import Conflict, Connector
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations here are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
+
+    from queuectl.store.connector import Connector
 
 SCHEMA_VERSION = 2
 

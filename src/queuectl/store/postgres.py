@@ -28,9 +28,8 @@ except ImportError:  # the [postgres] extra is not installed; say so when a URL 
     psycopg = None  # type: ignore[assignment]
 
 from queuectl import sql
-from queuectl.errors import DatabaseUnavailable, InputError, QueueError
+from queuectl.errors import Conflict, DatabaseUnavailable, InputError, QueueError
 from queuectl.store import mask_password
-from queuectl.store.connector import Conflict
 
 NOTIFY_CHANNEL = "queuectl"  # the SQL's pg_notify calls name it too
 LISTEN_RETRY_SECONDS = 1.0
