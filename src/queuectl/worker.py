@@ -176,11 +176,7 @@ class Worker:
             return
         if self.watchdog is not None:
             self.watchdog.job_started(running.pgid, running.pgid_started)
-        try:
-            ended_by = self._supervise(job, running, started)
-        finally:
-            if self.watchdog is not None:
-                self.watchdog.job_ended(running.pgid)
+        ended_by = self._supervise(job, running, started)
         if ended_by is not None:
             return
         exit_code, error = describe_exit(running.returncode or 0)
