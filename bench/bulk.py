@@ -40,7 +40,7 @@ def run(bench: Bench) -> list[Row]:
     folder = bench.fresh_dir("bulk")
     jobs_file = write_jobs(f"{folder}/jobs.jsonl", jobs, ids="bulk-")
     db, template, raw_db = f"{folder}/queue.db", f"{folder}/template.db", f"{folder}/raw.db"
-    bench.cli(template, "status")  # an empty queue with the real schema
+    bench.cli(template, "config", "set", "max-retries", "3")  # an empty queue, real schema
     pg = Postgres(bench)
     pg_missing = pg.unusable()
 
@@ -56,7 +56,7 @@ def run(bench: Bench) -> list[Row]:
     def queuectl_pg() -> float:
         url = pg.create()
         try:
-            bench.cli(url, "status")  # schema first: creating it is not part of the figure
+            bench.cli(url, "config", "set", "max-retries", "3")  # schema first, untimed
             return jobs / bench.timed(bench.cli_argv(url, "enqueue", "--file", jobs_file))
         finally:
             pg.drop(url)

@@ -67,7 +67,7 @@ def _read_stamp(path: str, timeout: float = 10.0) -> float:
 
 
 def _start_workers(bench: Bench, db: str, folder: str) -> subprocess.Popen:
-    bench.cli(db, "status")  # create the schema outside the measurement
+    bench.cli(db, "config", "set", "max-retries", "3")  # schema, outside the measurement
     log = open(f"{folder}/worker.log", "wb")  # noqa: SIM115 - kept open while it runs
     proc = subprocess.Popen(bench.cli_argv(db, "worker", "start", "--count", "2"),
                             env=bench.env(), stdout=log, stderr=log, start_new_session=True)

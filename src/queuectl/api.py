@@ -49,8 +49,16 @@ class Queue:
 
     def enqueue_specs(self, specs: list[dict[str, Any]]) -> list[Enqueued]:
         """Validate every spec first, then insert them all in one transaction."""
-        jobs = [with_default_cwd(parse_job_spec(s, i if len(specs) > 1 else None))
-                for i, s in enumerate(specs)]
+        return self.enqueue_jobs([parse_job_spec(s, i if len(specs) > 1 else None)
+                                  for i, s in enumerate(specs)])
+
+    def enqueue_jobs(self, jobs: list[NewJob]) -> list[Enqueued]:
+        """Jobs already validated (parse_job_spec), inserted in one transaction."""
+        here = None
+        for job in jobs:
+            if job.cwd is None:  # a job runs where it was enqueued, so `./build.sh` works
+                here = here or os.getcwd()
+                job.cwd = here
         return self.store.enqueue(jobs, now())
 
     def get(self, job_id: str) -> Job:
@@ -136,13 +144,6 @@ class Queue:
         lease = self.store.settings()["lease-seconds"]
         host = socket.gethostname()
         return [w for w in self.store.live_workers(now() - lease) if worker_alive(w, host)]
-
-
-def with_default_cwd(job: NewJob) -> NewJob:
-    """A job runs where it was enqueued unless it says otherwise, so `./build.sh` works."""
-    if job.cwd is None:
-        job.cwd = os.getcwd()
-    return job
 
 
 __all__ = ["Queue", "KEYS"]

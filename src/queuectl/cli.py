@@ -426,10 +426,11 @@ def cmd_enqueue(args) -> int:
     if overrides:
         specs = [_apply_flags(s, overrides) if isinstance(s, dict) else s for s in specs]
     # Validate everything before opening the database: bad input writes nothing.
-    check_unique_ids([parse_job_spec(spec, index if len(specs) > 1 else None)
-                      for index, spec in enumerate(specs)])
+    jobs = [parse_job_spec(spec, index if len(specs) > 1 else None)
+            for index, spec in enumerate(specs)]
+    check_unique_ids(jobs)
     with _open(args, create=True) as queue:
-        results = queue.enqueue_specs(specs)
+        results = queue.enqueue_jobs(jobs)
     for spec, result in zip(specs, results, strict=True):
         if result.duplicate:
             sys.stderr.write(f"queuectl: duplicate: job {result.id} holds unique_key "
