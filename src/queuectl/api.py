@@ -70,6 +70,13 @@ class Queue:
     def counts(self) -> dict[str, int]:
         return self.store.counts()
 
+    def counts_by_queue(self) -> dict[str, dict[str, int]]:
+        return self.store.counts_by_queue()
+
+    def history(self, since: float) -> list[dict]:
+        """Runs finished since `since` (epoch seconds), for stats.py."""
+        return self.store.attempt_history(since)
+
     def cancel(self, *job_ids: str) -> dict[str, str]:
         """Cancel jobs: a waiting one is cancelled at once, a running one is killed by its
         worker. Every id is checked first, so an unknown or finished job cancels nothing

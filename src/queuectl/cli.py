@@ -146,9 +146,24 @@ def build_parser(wanted: str | None = None) -> Parser:
                    help="how long to wait for the workers to exit (default 300; 0: do not wait)")
     p.set_defaults(func=cmd_worker_stop)
 
-    p = _top(sub, "status", "job counts per state and the active workers",
-                 "queuectl status --json", parents=[db, as_json])
-    p.set_defaults(func=cmd_status)
+    p = _top(sub, "status",
+             "job counts per queue and state, recent throughput, latency and failure rate, "
+             "and the active workers",
+             "queuectl status   |   queuectl status --watch   |   queuectl status --json",
+             parents=[db, as_json])
+    p.add_argument("--watch", "-w", action="store_true",
+                   help="redraw every second until Ctrl-C (with --json: one document a line)")
+    p.add_argument("--interval", type=_positive_float, default=1.0, metavar="SECONDS",
+                   help=argparse.SUPPRESS)
+    p.set_defaults(func=_later("overview", "cmd_status"))
+
+    p = _top(sub, "stats",
+             "throughput, queue wait and run time (p50/p95) and failure rate, per queue and "
+             "per command, from the run history",
+             "queuectl stats --since 1h --json", parents=[db, as_json])
+    p.add_argument("--since", default="1h", metavar="DURATION",
+                   help="look back this far (30m, 6h, 7d; default 1h)")
+    p.set_defaults(func=_later("overview", "cmd_stats"))
 
     p = _top(sub, "list", "list jobs, newest first",
                  "queuectl list --state pending --limit 20", parents=[db, as_json])
@@ -297,6 +312,13 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
     return value
 
 
@@ -471,49 +493,6 @@ def cmd_worker_stop(args) -> int:
                         "they will stop when done")
                 return EXIT_FAILURE
             time.sleep(0.1)
-
-
-def cmd_status(args) -> int:
-    from queuectl.output import print_json, table
-    from queuectl.timeutil import ago, iso, now
-
-    with _open(args) as queue:
-        counts = queue.counts()
-        workers = queue.workers()
-        location = queue.location
-    current = now()
-    worker_rows = [
-        {
-            "id": w["id"],
-            "host": w["host"],
-            "pid": w["pid"],
-            "current_job": w["current_job"],
-            "job_running_for": None if w["job_started_at"] is None
-            else round(current - w["job_started_at"], 1),
-            "last_heartbeat": iso(w["heartbeat_at"]),
-            "stopping": bool(w["stop_requested"]),
-        }
-        for w in workers
-    ]
-    if args.json:
-        print_json({"database": location, "counts": counts, "workers": worker_rows})
-        return EXIT_OK
-    print(f"database: {location}")
-    print()
-    print(table([{"state": s, "jobs": n} for s, n in counts.items()],
-                [("state", "STATE"), ("jobs", "JOBS")], right=("jobs",)))
-    print()
-    if not worker_rows:
-        print("workers: none running (start some with: queuectl worker start --count 2)")
-        return EXIT_OK
-    for row, w in zip(worker_rows, workers, strict=True):
-        row["for"] = None if w["job_started_at"] is None else ago(current - w["job_started_at"])
-        row["beat"] = ago(current - w["heartbeat_at"]) + " ago"
-        row["note"] = "stopping" if row["stopping"] else ""
-    print(table(worker_rows, [("id", "WORKER"), ("host", "HOST"), ("pid", "PID"),
-                              ("current_job", "JOB"), ("for", "RUNNING FOR"),
-                              ("beat", "HEARTBEAT"), ("note", "")]))
-    return EXIT_OK
 
 
 def _job_rows(jobs) -> list[dict]:

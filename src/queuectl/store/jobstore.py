@@ -443,6 +443,24 @@ class JobStore:
         found = {r["state"]: r["n"] for r in self.db.fetch_all("count_by_state")}
         return {state: found.get(state, 0) for state in STATES}
 
+    def counts_by_queue(self) -> dict[str, dict[str, int]]:
+        """{queue: {state: jobs}}, every state present (0 when none)."""
+        found: dict[str, dict[str, int]] = {}
+        for r in self.db.fetch_all("count_by_queue_and_state"):
+            found.setdefault(r["queue"], dict.fromkeys(STATES, 0))[r["state"]] = r["n"]
+        return dict(sorted(found.items()))
+
+    def attempt_history(self, since: float, limit: int = 200_000) -> list[dict]:
+        """Runs finished at or after `since`, newest first, at most `limit` (see stats.py)."""
+        return self.db.fetch_all("attempt_history", {"since": since, "limit": limit})
+
+    def attempt_totals(self) -> list[dict]:
+        return self.db.fetch_all("attempt_totals")
+
+    def oldest_due(self, now: float) -> float | None:
+        row = self.db.fetch_one("oldest_due_job", {"now": now})
+        return None if row is None else row["run_at"]
+
     def attempts(self, job_id: str) -> list[dict]:
         return self.db.fetch_all("job_attempts", {"job_id": job_id})
 
