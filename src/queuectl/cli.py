@@ -271,6 +271,16 @@ def build_parser(wanted: str | None = None) -> Parser:
                    help="where to copy it: a new file, or an empty queue or database")
     p.set_defaults(func=cmd_migrate)
 
+    p = _top(sub, "metrics",
+             "the queue's Prometheus metrics: print them once, or serve them on /metrics "
+             "(needs: pip install 'queuectl[metrics]')",
+             "queuectl metrics   |   queuectl metrics --port 9108", parents=[db])
+    p.add_argument("--port", type=int, metavar="PORT",
+                   help="serve on http://HOST:PORT/metrics until Ctrl-C instead of printing")
+    p.add_argument("--host", default="127.0.0.1", metavar="ADDR",
+                   help="address to serve on (default 127.0.0.1: this machine only)")
+    p.set_defaults(func=_later("metrics", "cmd_metrics"))
+
     p = _top(
         sub, "smoke-test",
         "run the whole lifecycle in a temporary database: a job that succeeds, one that "
@@ -281,13 +291,26 @@ def build_parser(wanted: str | None = None) -> Parser:
     return parser
 
 
+# Optional packages a command may need, and the extra that installs each.
+_EXTRAS = {"prometheus_client": "metrics", "starlette": "web", "uvicorn": "web",
+           "jinja2": "web"}
+
+
 def _later(module: str, function: str):
     """A command function from another module, imported only when that command runs."""
 
     def run(args):
         import importlib
 
-        return getattr(importlib.import_module(f"queuectl.{module}"), function)(args)
+        try:
+            loaded = importlib.import_module(f"queuectl.{module}")
+        except ModuleNotFoundError as exc:
+            extra = _EXTRAS.get((exc.name or "").partition(".")[0])
+            if extra is None:
+                raise
+            raise QueueError(f"this command needs {exc.name}, which is not installed: "
+                             f"pip install 'queuectl[{extra}]'") from None
+        return getattr(loaded, function)(args)
 
     return run
 
