@@ -281,6 +281,20 @@ def build_parser(wanted: str | None = None) -> Parser:
                    help="address to serve on (default 127.0.0.1: this machine only)")
     p.set_defaults(func=_later("metrics", "cmd_metrics"))
 
+    p = _top(sub, "dashboard",
+             "a web dashboard: counts, throughput, jobs, the DLQ (retry, purge) and workers "
+             "(needs: pip install 'queuectl[web]')",
+             "queuectl dashboard --port 8000\n"
+             "  queuectl dashboard --host 0.0.0.0 --token \"$(openssl rand -hex 16)\"",
+             parents=[db])
+    p.add_argument("--host", default="127.0.0.1", metavar="ADDR",
+                   help="address to listen on (default 127.0.0.1; any other needs a token)")
+    p.add_argument("--port", type=int, default=8000, metavar="PORT", help="default 8000")
+    p.add_argument("--token", metavar="T",
+                   help="the login token (default: $QUEUECTL_DASHBOARD_TOKEN, else a random "
+                   "one, printed in the URL)")
+    p.set_defaults(func=_later("web.server", "cmd_dashboard"))
+
     p = _top(
         sub, "smoke-test",
         "run the whole lifecycle in a temporary database: a job that succeeds, one that "

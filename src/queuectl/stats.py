@@ -101,3 +101,17 @@ def _group(rows: Iterable[dict], key: str) -> dict[str, list[dict]]:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
+
+
+def series(rows: Iterable[dict], now: float, minutes: int = 30) -> list[dict]:
+    """Finished and failed runs in each of the last `minutes` whole minutes, oldest first:
+    the dashboard's throughput chart. A minute is [start, start + 60)."""
+    end = math.floor(now / 60) * 60 + 60  # the end of the current minute
+    start = end - minutes * 60
+    buckets = [{"t": start + i * 60, "runs": 0, "failed": 0} for i in range(minutes)]
+    for r in rows:
+        if r["outcome"] in FINISHED and start <= r["finished_at"] < end:
+            bucket = buckets[int((r["finished_at"] - start) // 60)]
+            bucket["runs"] += 1
+            bucket["failed"] += r["outcome"] in FAILURES
+    return buckets

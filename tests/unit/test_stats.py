@@ -90,3 +90,13 @@ def test_throughput_windows():
     rows.append({"outcome": "released", "finished_at": now - 5})
     assert stats.throughput(rows, now) == {
         "1m": 2.0, "5m": 0.8, "15m": round(5 / 15, 3)}
+
+
+def test_series_counts_runs_per_minute_oldest_first():
+    now = 6000.0 + 30  # half a minute into the minute starting at 6000
+    rows = [{"outcome": o, "finished_at": t} for o, t in [
+        ("completed", 6000.0), ("failed", 6029.0), ("completed", 5999.0),
+        ("released", 6001.0), ("completed", 6000 - 3 * 60 - 1)]]
+    points = stats.series(rows, now, minutes=3)
+    assert [p["t"] for p in points] == [5880.0, 5940.0, 6000.0]
+    assert [(p["runs"], p["failed"]) for p in points] == [(0, 0), (1, 0), (2, 1)]

@@ -324,6 +324,26 @@ GROUP BY j.queue, a.outcome
 -- name: oldest_due_job
 SELECT MIN(run_at) AS run_at FROM jobs WHERE state IN ('pending', 'failed') AND run_at <= %(now)s
 
+-- name: page_jobs
+-- A page of the dashboard's job list, newest first, resumed below the last seq shown (keyset
+-- paging: page 100 costs what page 1 does). Walks the primary key backwards and stops at
+-- :limit matches; the text filter is a plain substring test on id and command.
+SELECT * FROM jobs
+WHERE seq < %(before)s
+  AND (CAST(%(queue)s AS TEXT) IS NULL OR queue = %(queue)s)
+  AND (CAST(%(text)s AS TEXT) IS NULL OR strpos(id || ' ' || command, %(text)s) > 0)
+ORDER BY seq DESC
+LIMIT %(limit)s
+
+-- name: page_jobs_in_state
+-- The same in one state, on the (state, seq) index: a rare state is found without a scan.
+SELECT * FROM jobs 
+WHERE state = %(state)s AND seq < %(before)s
+  AND (CAST(%(queue)s AS TEXT) IS NULL OR queue = %(queue)s)
+  AND (CAST(%(text)s AS TEXT) IS NULL OR strpos(id || ' ' || command, %(text)s) > 0)
+ORDER BY seq DESC
+LIMIT %(limit)s
+
 -- name: job_attempts
 SELECT * FROM attempts WHERE job_id = %(job_id)s ORDER BY run
 

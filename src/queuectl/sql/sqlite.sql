@@ -299,6 +299,26 @@ GROUP BY j.queue, a.outcome
 -- name: oldest_due_job
 SELECT MIN(run_at) AS run_at FROM jobs WHERE state IN ('pending', 'failed') AND run_at <= :now
 
+-- name: page_jobs
+-- A page of the dashboard's job list, newest first, resumed below the last seq shown (keyset
+-- paging: page 100 costs what page 1 does). Walks the primary key backwards and stops at
+-- :limit matches; the text filter is a plain substring test on id and command.
+SELECT * FROM jobs
+WHERE seq < :before
+  AND (:queue IS NULL OR queue = :queue)
+  AND (:text IS NULL OR instr(id || ' ' || command, :text) > 0)
+ORDER BY seq DESC
+LIMIT :limit
+
+-- name: page_jobs_in_state
+-- The same in one state, on the (state, seq) index: a rare state is found without a scan.
+SELECT * FROM jobs INDEXED BY jobs_by_state 
+WHERE state = :state AND seq < :before
+  AND (:queue IS NULL OR queue = :queue)
+  AND (:text IS NULL OR instr(id || ' ' || command, :text) > 0)
+ORDER BY seq DESC
+LIMIT :limit
+
 -- name: job_attempts
 SELECT * FROM attempts WHERE job_id = :job_id ORDER BY run
 

@@ -450,6 +450,17 @@ class JobStore:
             found.setdefault(r["queue"], dict.fromkeys(STATES, 0))[r["state"]] = r["n"]
         return dict(sorted(found.items()))
 
+    def page(self, state: str | None, queue: str | None, text: str | None,
+             before: int | None, limit: int) -> tuple[list[Job], int | None]:
+        """A page of jobs, newest first, below `before` (a seq from the previous page). Returns
+        the jobs and the `before` of the next page (None on the last page)."""
+        params = {"state": state, "queue": queue, "text": text or None, "limit": limit + 1,
+                  "before": 2**62 if before is None else before}
+        rows = self.db.fetch_all("page_jobs_in_state" if state else "page_jobs", params)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [row_to_job(r) for r in rows], rows[-1]["seq"] if more else None
+
     def attempt_history(self, since: float, limit: int = 200_000) -> list[dict]:
         """Runs finished at or after `since`, newest first, at most `limit` (see stats.py)."""
         return self.db.fetch_all("attempt_history", {"since": since, "limit": limit})
