@@ -1,4 +1,4 @@
-"""`queuectl metrics`: printed once, and served on /metrics over HTTP."""
+"""`queuectl metrics` (printed once, and served on /metrics) and `queuectl dashboard`'s refusals."""
 
 from __future__ import annotations
 
@@ -50,3 +50,12 @@ def test_metrics_served_until_ctrl_c(cli):
             proc.kill()
             proc.wait()
     assert proc.returncode == 0
+
+
+def test_dashboard_refuses_a_public_bind_without_a_token(cli):
+    done = cli("dashboard", "--host", "0.0.0.0", "--port", "1", env={
+        "QUEUECTL_DASHBOARD_TOKEN": ""})
+    assert done.returncode == 2
+    assert "--token" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    short = cli("dashboard", "--token", "abc", "--port", "1")
+    assert short.returncode == 2 and "at least 8" in short.stderr
