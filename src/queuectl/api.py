@@ -44,11 +44,12 @@ class Queue:
         spec = {"command": command, **fields} if command is not None else fields
         return self.enqueue_specs([spec])[0].id
 
-    def enqueue_specs(self, specs: list[dict[str, Any]]) -> list[Enqueued]:
+    def enqueue_specs(self, specs: list[dict[str, Any]],
+                      progress=None) -> list[Enqueued]:
         """Validate every spec first, then insert them all in one transaction."""
         jobs = [with_default_cwd(parse_job_spec(s, i if len(specs) > 1 else None))
                 for i, s in enumerate(specs)]
-        return self.store.enqueue(jobs, now())
+        return self.store.enqueue(jobs, now(), progress=progress)
 
     def get(self, job_id: str) -> Job:
         return self.store.get(job_id)

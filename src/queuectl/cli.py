@@ -16,6 +16,7 @@ from queuectl import __version__
 from queuectl.errors import InputError, QueueError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+BIG_BATCH = 500  # jobs in one enqueue from which a terminal shows progress
 
 
 class Parser(argparse.ArgumentParser):
@@ -472,8 +473,15 @@ def cmd_enqueue(args) -> int:
     # Validate everything before opening the database: bad input writes nothing.
     check_unique_ids([parse_job_spec(spec, index if len(specs) > 1 else None)
                       for index, spec in enumerate(specs)])
+    progress = None
+    if len(specs) >= BIG_BATCH:  # a handful of jobs is instant: no progress line for them
+        from queuectl.progress import Progress
+
+        progress = Progress("enqueued", total=len(specs))
     with _open(args, create=True) as queue:
-        results = queue.enqueue_specs(specs)
+        results = queue.enqueue_specs(specs, progress=progress and progress.update)
+    if progress is not None:
+        progress.close()
     for spec, result in zip(specs, results, strict=True):
         if result.duplicate:
             sys.stderr.write(f"queuectl: duplicate: job {result.id} holds unique_key "

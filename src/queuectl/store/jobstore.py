@@ -130,13 +130,17 @@ class JobStore:
 
     # -- enqueue ----------------------------------------------------------------------------
 
-    def enqueue(self, specs: Iterable[NewJob], now: float) -> list[Enqueued]:
-        """Insert all jobs in one transaction: all of them, or (on any error) none."""
+    def enqueue(self, specs: Iterable[NewJob], now: float,
+                progress: Callable[[int], None] | None = None) -> list[Enqueued]:
+        """Insert all jobs in one transaction: all of them, or (on any error) none.
+        `progress(n)` is told how many are inserted so far (a big --file takes seconds)."""
         results: list[Enqueued] = []
         with self.db.transaction():
             default_retries = self.settings()["max-retries"]
             for spec in specs:
                 results.append(self._insert(spec, now, default_retries))
+                if progress is not None:
+                    progress(len(results))
         return results
 
     def _insert(self, spec: NewJob, now: float, default_retries: int) -> Enqueued:
