@@ -47,19 +47,20 @@ class Queue:
         spec = {"command": command, **fields} if command is not None else fields
         return self.enqueue_specs([spec])[0].id
 
-    def enqueue_specs(self, specs: list[dict[str, Any]]) -> list[Enqueued]:
+    def enqueue_specs(self, specs: list[dict[str, Any]],
+                      progress=None) -> list[Enqueued]:
         """Validate every spec first, then insert them all in one transaction."""
         return self.enqueue_jobs([parse_job_spec(s, i if len(specs) > 1 else None)
-                                  for i, s in enumerate(specs)])
+                                  for i, s in enumerate(specs)], progress=progress)
 
-    def enqueue_jobs(self, jobs: list[NewJob]) -> list[Enqueued]:
+    def enqueue_jobs(self, jobs: list[NewJob], progress=None) -> list[Enqueued]:
         """Jobs already validated (parse_job_spec), inserted in one transaction."""
         here = None
         for job in jobs:
             if job.cwd is None:  # a job runs where it was enqueued, so `./build.sh` works
                 here = here or os.getcwd()
                 job.cwd = here
-        return self.store.enqueue(jobs, now())
+        return self.store.enqueue(jobs, now(), progress=progress)
 
     def get(self, job_id: str) -> Job:
         return self.store.get(job_id)
@@ -80,6 +81,13 @@ class Queue:
 
     def counts(self) -> dict[str, int]:
         return self.store.counts()
+
+    def counts_by_queue(self) -> dict[str, dict[str, int]]:
+        return self.store.counts_by_queue()
+
+    def history(self, since: float) -> list[dict]:
+        """Runs finished since `since` (epoch seconds), for stats.py."""
+        return self.store.attempt_history(since)
 
     def cancel(self, *job_ids: str) -> dict[str, str]:
         """Cancel jobs: a waiting one is cancelled at once, a running one is killed by its

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+BIG_BATCH = 500  # jobs in one enqueue from which a terminal shows progress
 
 
 class Parser(argparse.ArgumentParser):
@@ -161,9 +162,24 @@ def build_parser(wanted: str | None = None) -> Parser:
                    help="how long to wait for the workers to exit (default 300; 0: do not wait)")
     p.set_defaults(func=cmd_worker_stop)
 
-    p = _top(sub, "status", "job counts per state and the active workers",
-                 "queuectl status --json", parents=[db, as_json])
-    p.set_defaults(func=cmd_status)
+    p = _top(sub, "status",
+             "job counts per queue and state, recent throughput, latency and failure rate, "
+             "and the active workers",
+             "queuectl status   |   queuectl status --watch   |   queuectl status --json",
+             parents=[db, as_json])
+    p.add_argument("--watch", "-w", action="store_true",
+                   help="redraw every second until Ctrl-C (with --json: one document a line)")
+    p.add_argument("--interval", type=_positive_float, default=1.0, metavar="SECONDS",
+                   help=argparse.SUPPRESS)
+    p.set_defaults(func=_later("overview", "cmd_status"))
+
+    p = _top(sub, "stats",
+             "throughput, queue wait and run time (p50/p95) and failure rate, per queue and "
+             "per command, from the run history",
+             "queuectl stats --since 1h --json", parents=[db, as_json])
+    p.add_argument("--since", default="1h", metavar="DURATION",
+                   help="look back this far (30m, 6h, 7d; default 1h)")
+    p.set_defaults(func=_later("overview", "cmd_stats"))
 
     p = _top(sub, "list", "list jobs, newest first",
                  "queuectl list --state pending --limit 20", parents=[db, as_json])
@@ -271,6 +287,30 @@ def build_parser(wanted: str | None = None) -> Parser:
                    help="where to copy it: a new file, or an empty queue or database")
     p.set_defaults(func=cmd_migrate)
 
+    p = _top(sub, "metrics",
+             "the queue's Prometheus metrics: print them once, or serve them on /metrics "
+             "(needs: pip install 'queuectl[metrics]')",
+             "queuectl metrics   |   queuectl metrics --port 9108", parents=[db])
+    p.add_argument("--port", type=int, metavar="PORT",
+                   help="serve on http://HOST:PORT/metrics until Ctrl-C instead of printing")
+    p.add_argument("--host", default="127.0.0.1", metavar="ADDR",
+                   help="address to serve on (default 127.0.0.1: this machine only)")
+    p.set_defaults(func=_later("metrics", "cmd_metrics"))
+
+    p = _top(sub, "dashboard",
+             "a web dashboard: counts, throughput, jobs, the DLQ (retry, purge) and workers "
+             "(needs: pip install 'queuectl[web]')",
+             "queuectl dashboard --port 8000\n"
+             "  queuectl dashboard --host 0.0.0.0 --token \"$(openssl rand -hex 16)\"",
+             parents=[db])
+    p.add_argument("--host", default="127.0.0.1", metavar="ADDR",
+                   help="address to listen on (default 127.0.0.1; any other needs a token)")
+    p.add_argument("--port", type=int, default=8000, metavar="PORT", help="default 8000")
+    p.add_argument("--token", metavar="T",
+                   help="the login token (default: $QUEUECTL_DASHBOARD_TOKEN, else a random "
+                   "one, printed in the URL)")
+    p.set_defaults(func=_later("web.server", "cmd_dashboard"))
+
     p = _top(
         sub, "smoke-test",
         "run the whole lifecycle in a temporary database: a job that succeeds, one that "
@@ -281,13 +321,26 @@ def build_parser(wanted: str | None = None) -> Parser:
     return parser
 
 
+# Optional packages a command may need, and the extra that installs each.
+_EXTRAS = {"prometheus_client": "metrics", "starlette": "web", "uvicorn": "web",
+           "jinja2": "web"}
+
+
 def _later(module: str, function: str):
     """A command function from another module, imported only when that command runs."""
 
     def run(args):
         import importlib
 
-        return getattr(importlib.import_module(f"queuectl.{module}"), function)(args)
+        try:
+            loaded = importlib.import_module(f"queuectl.{module}")
+        except ModuleNotFoundError as exc:
+            extra = _EXTRAS.get((exc.name or "").partition(".")[0])
+            if extra is None:
+                raise
+            raise QueueError(f"this command needs {exc.name}, which is not installed: "
+                             f"pip install 'queuectl[{extra}]'") from None
+        return getattr(loaded, function)(args)
 
     return run
 
@@ -312,6 +365,13 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
     return value
 
 
@@ -429,8 +489,15 @@ def cmd_enqueue(args) -> int:
     jobs = [parse_job_spec(spec, index if len(specs) > 1 else None)
             for index, spec in enumerate(specs)]
     check_unique_ids(jobs)
+    progress = None
+    if len(specs) >= BIG_BATCH:  # a handful of jobs is instant: no progress line for them
+        from queuectl.progress import Progress
+
+        progress = Progress("enqueued", total=len(specs))
     with _open(args, create=True) as queue:
-        results = queue.enqueue_jobs(jobs)
+        results = queue.enqueue_jobs(jobs, progress=progress and progress.update)
+    if progress is not None:
+        progress.close()
     for spec, result in zip(specs, results, strict=True):
         if result.duplicate:
             sys.stderr.write(f"queuectl: duplicate: job {result.id} holds unique_key "
@@ -487,49 +554,6 @@ def cmd_worker_stop(args) -> int:
                         "they will stop when done")
                 return EXIT_FAILURE
             time.sleep(0.1)
-
-
-def cmd_status(args) -> int:
-    from queuectl.output import print_json, table
-    from queuectl.timeutil import ago, iso, now
-
-    with _open(args) as queue:
-        counts = queue.counts()
-        workers = queue.workers()
-        location = queue.location
-    current = now()
-    worker_rows = [
-        {
-            "id": w["id"],
-            "host": w["host"],
-            "pid": w["pid"],
-            "current_job": w["current_job"],
-            "job_running_for": None if w["job_started_at"] is None
-            else round(current - w["job_started_at"], 1),
-            "last_heartbeat": iso(w["heartbeat_at"]),
-            "stopping": bool(w["stop_requested"]),
-        }
-        for w in workers
-    ]
-    if args.json:
-        print_json({"database": location, "counts": counts, "workers": worker_rows})
-        return EXIT_OK
-    print(f"database: {location}")
-    print()
-    print(table([{"state": s, "jobs": n} for s, n in counts.items()],
-                [("state", "STATE"), ("jobs", "JOBS")], right=("jobs",)))
-    print()
-    if not worker_rows:
-        print("workers: none running (start some with: queuectl worker start --count 2)")
-        return EXIT_OK
-    for row, w in zip(worker_rows, workers, strict=True):
-        row["for"] = None if w["job_started_at"] is None else ago(current - w["job_started_at"])
-        row["beat"] = ago(current - w["heartbeat_at"]) + " ago"
-        row["note"] = "stopping" if row["stopping"] else ""
-    print(table(worker_rows, [("id", "WORKER"), ("host", "HOST"), ("pid", "PID"),
-                              ("current_job", "JOB"), ("for", "RUNNING FOR"),
-                              ("beat", "HEARTBEAT"), ("note", "")]))
-    return EXIT_OK
 
 
 def _job_rows(jobs) -> list[dict]:

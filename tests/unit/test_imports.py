@@ -4,7 +4,8 @@ import json
 import subprocess
 import sys
 
-OPTIONAL = ["psycopg", "rich", "flask", "click", "prometheus_client"]
+OPTIONAL = ["psycopg", "rich", "flask", "click", "prometheus_client", "starlette", "uvicorn",
+            "jinja2", "playwright"]
 # The SQLite core is standard library, but not even sqlite3 is needed to parse arguments;
 # commands import the store when they run.
 NOT_AT_IMPORT = [*OPTIONAL, "sqlite3", "subprocess", "queuectl.store", "queuectl.api"]

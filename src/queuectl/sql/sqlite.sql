@@ -270,6 +270,55 @@ SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))
 -- name: count_by_state
 SELECT state, COUNT(*) AS n FROM jobs GROUP BY state
 
+-- name: count_by_queue_and_state
+SELECT queue, state, COUNT(*) AS n FROM jobs GROUP BY queue, state
+
+-- name: attempt_history
+-- Runs that finished since a cut-off, with what stats.py needs to tell how long each waited:
+-- the job's due time is known for its latest run once the job is finished (completed, dead
+-- and cancelled keep run_at); an earlier run waited since the run before it ended (or, for the
+-- first run, since the job was created). Newest first, capped, so a huge history costs a
+-- bounded read.
+SELECT a.job_id, a.run, a.started_at, a.finished_at, a.outcome, j.queue, j.command,
+       CASE WHEN a.run = j.runs AND j.state IN ('completed', 'dead', 'cancelled')
+            THEN j.run_at END AS due_at,
+       CASE WHEN a.run = 1 THEN j.created_at
+            ELSE (SELECT p.finished_at FROM attempts p
+                  WHERE p.job_id = a.job_id AND p.run = a.run - 1) END AS ready_at
+FROM attempts a JOIN jobs j ON j.id = a.job_id
+WHERE a.finished_at >= :since
+ORDER BY a.finished_at DESC
+LIMIT :limit
+
+-- name: attempt_totals
+-- Every run ever recorded, by queue and outcome: the Prometheus counters.
+SELECT j.queue, a.outcome, COUNT(*) AS n
+FROM attempts a JOIN jobs j ON j.id = a.job_id
+GROUP BY j.queue, a.outcome
+
+-- name: oldest_due_job
+SELECT MIN(run_at) AS run_at FROM jobs WHERE state IN ('pending', 'failed') AND run_at <= :now
+
+-- name: page_jobs
+-- A page of the dashboard's job list, newest first, resumed below the last seq shown (keyset
+-- paging: page 100 costs what page 1 does). Walks the primary key backwards and stops at
+-- :limit matches; the text filter is a plain substring test on id and command.
+SELECT * FROM jobs
+WHERE seq < :before
+  AND (:queue IS NULL OR queue = :queue)
+  AND (:text IS NULL OR instr(id || ' ' || command, :text) > 0)
+ORDER BY seq DESC
+LIMIT :limit
+
+-- name: page_jobs_in_state
+-- The same in one state, on the (state, seq) index: a rare state is found without a scan.
+SELECT * FROM jobs INDEXED BY jobs_by_state 
+WHERE state = :state AND seq < :before
+  AND (:queue IS NULL OR queue = :queue)
+  AND (:text IS NULL OR instr(id || ' ' || command, :text) > 0)
+ORDER BY seq DESC
+LIMIT :limit
+
 -- name: job_attempts
 SELECT * FROM attempts WHERE job_id = :job_id ORDER BY run
 

@@ -134,13 +134,17 @@ class JobStore:
 
     # -- enqueue ----------------------------------------------------------------------------
 
-    def enqueue(self, specs: Iterable[NewJob], now: float) -> list[Enqueued]:
-        """Insert all jobs in one transaction: all of them, or (on any error) none."""
+    def enqueue(self, specs: Iterable[NewJob], now: float,
+                progress: Callable[[int], None] | None = None) -> list[Enqueued]:
+        """Insert all jobs in one transaction: all of them, or (on any error) none.
+        `progress(n)` is told how many are inserted so far (a big --file takes seconds)."""
         results: list[Enqueued] = []
         with self.db.transaction():
             default_retries = self.settings()["max-retries"]
             for spec in specs:
                 results.append(self._insert(spec, now, default_retries))
+                if progress is not None:
+                    progress(len(results))
         return results
 
     def _insert(self, spec: NewJob, now: float, default_retries: int) -> Enqueued:
@@ -446,6 +450,35 @@ class JobStore:
     def counts(self) -> dict[str, int]:
         found = {r["state"]: r["n"] for r in self.db.fetch_all("count_by_state")}
         return {state: found.get(state, 0) for state in STATES}
+
+    def counts_by_queue(self) -> dict[str, dict[str, int]]:
+        """{queue: {state: jobs}}, every state present (0 when none)."""
+        found: dict[str, dict[str, int]] = {}
+        for r in self.db.fetch_all("count_by_queue_and_state"):
+            found.setdefault(r["queue"], dict.fromkeys(STATES, 0))[r["state"]] = r["n"]
+        return dict(sorted(found.items()))
+
+    def page(self, state: str | None, queue: str | None, text: str | None,
+             before: int | None, limit: int) -> tuple[list[Job], int | None]:
+        """A page of jobs, newest first, below `before` (a seq from the previous page). Returns
+        the jobs and the `before` of the next page (None on the last page)."""
+        params = {"state": state, "queue": queue, "text": text or None, "limit": limit + 1,
+                  "before": 2**62 if before is None else before}
+        rows = self.db.fetch_all("page_jobs_in_state" if state else "page_jobs", params)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [row_to_job(r) for r in rows], rows[-1]["seq"] if more else None
+
+    def attempt_history(self, since: float, limit: int = 200_000) -> list[dict]:
+        """Runs finished at or after `since`, newest first, at most `limit` (see stats.py)."""
+        return self.db.fetch_all("attempt_history", {"since": since, "limit": limit})
+
+    def attempt_totals(self) -> list[dict]:
+        return self.db.fetch_all("attempt_totals")
+
+    def oldest_due(self, now: float) -> float | None:
+        row = self.db.fetch_one("oldest_due_job", {"now": now})
+        return None if row is None else row["run_at"]
 
     def attempts(self, job_id: str) -> list[dict]:
         return self.db.fetch_all("job_attempts", {"job_id": job_id})

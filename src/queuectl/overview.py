@@ -1,0 +1,166 @@
+"""`queuectl status` (counts, workers, recent figures; --watch) and `queuectl stats`.
+
+Kept out of cli.py so that the CLI module stays parsing plus one-liners; the figures come
+from stats.py, which knows nothing of databases or terminals.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from queuectl import stats
+from queuectl.errors import InputError
+from queuectl.output import print_json, shorten, table
+from queuectl.timeutil import ago, iso, now, parse_duration
+
+RECENT = 15 * 60  # status shows figures over the last 15 minutes (its longest window)
+CLEAR = "\033[H\033[2J"  # cursor home, clear screen: enough on every terminal we meet
+
+
+def _open(args):
+    from queuectl.api import Queue
+
+    return Queue(getattr(args, "db", None), create=False)
+
+
+def status_data(queue, current: float) -> dict:
+    """Everything `status` shows, as the JSON document `status --json` prints."""
+    counts = queue.counts()
+    by_queue = queue.counts_by_queue()
+    workers = queue.workers()
+    history = queue.history(current - RECENT)
+    recent = stats.summarize(history, RECENT)
+    return {
+        "database": queue.location,
+        "counts": counts,
+        "queues": by_queue,
+        "throughput_per_minute": stats.throughput(history, current),
+        "last_15m": {k: recent[k] for k in ("runs", "failed", "failure_rate", "wait_p50",
+                                            "wait_p95", "run_p50", "run_p95")},
+        "workers": [
+            {
+                "id": w["id"],
+                "host": w["host"],
+                "pid": w["pid"],
+                "current_job": w["current_job"],
+                "job_running_for": None if w["job_started_at"] is None
+                else round(current - w["job_started_at"], 1),
+                "last_heartbeat": iso(w["heartbeat_at"]),
+                "stopping": bool(w["stop_requested"]),
+            }
+            for w in workers
+        ],
+        "_raw_workers": workers,
+    }
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}s"
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def render_status(data: dict, current: float) -> str:
+    lines = [f"database: {data['database']}", ""]
+    states = [s for s, n in data["counts"].items()]
+    queue_rows = [{"queue": q, **{s: n or None for s, n in c.items()}, "total": sum(c.values())}
+                  for q, c in data["queues"].items()]
+    if len(queue_rows) != 1:
+        queue_rows.append({"queue": "(all)", **{s: n or None for s, n in data["counts"].items()},
+                           "total": sum(data["counts"].values())})
+    columns = [("queue", "QUEUE")] + [(s, s.upper()) for s in states] + [("total", "TOTAL")]
+    lines.append(table(queue_rows, columns, right=[*states, "total"]))
+    tp, last = data["throughput_per_minute"], data["last_15m"]
+    lines += [
+        "",
+        "finished runs/min: " + "  ".join(f"{k} {v:g}" for k, v in tp.items()),
+        f"last 15m: {last['runs']} runs, failure rate {_rate(last['failure_rate'])}, "
+        f"wait p50 {_seconds(last['wait_p50'])} p95 {_seconds(last['wait_p95'])}, "
+        f"run p50 {_seconds(last['run_p50'])} p95 {_seconds(last['run_p95'])}",
+        "",
+    ]
+    rows = data["workers"]
+    if not rows:
+        lines.append("workers: none running (start some with: queuectl worker start --count 2)")
+        return "\n".join(lines)
+    shown = []
+    for row, w in zip(rows, data["_raw_workers"], strict=True):
+        shown.append({
+            **row,
+            "for": None if w["job_started_at"] is None else ago(current - w["job_started_at"]),
+            "beat": ago(current - w["heartbeat_at"]) + " ago",
+            "note": "stopping" if row["stopping"] else "",
+        })
+    lines.append(table(shown, [("id", "WORKER"), ("host", "HOST"), ("pid", "PID"),
+                               ("current_job", "JOB"), ("for", "RUNNING FOR"),
+                               ("beat", "HEARTBEAT"), ("note", "")]))
+    return "\n".join(lines)
+
+
+def _snapshot(args) -> tuple[dict, float]:
+    with _open(args) as queue:  # a fresh connection each time: short reads, no held snapshot
+        current = now()
+        return status_data(queue, current), current
+
+
+def cmd_status(args) -> int:
+    if not args.watch:
+        data, current = _snapshot(args)
+        if args.json:
+            data.pop("_raw_workers")
+            print_json(data)
+        else:
+            print(render_status(data, current))
+        return 0
+    tty = sys.stdout.isatty()
+    try:
+        while True:
+            data, current = _snapshot(args)
+            if args.json:
+                data.pop("_raw_workers")
+                import json
+
+                sys.stdout.write(json.dumps(data) + "\n")  # one document per line
+            else:
+                text = render_status(data, current)
+                # Only a terminal gets the escape codes; a pipe or a file gets plain frames.
+                sys.stdout.write(CLEAR + text + "\n" if tty else text + "\n\n")
+            sys.stdout.flush()
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0  # Ctrl-C is how one leaves --watch: not an error
+
+
+def cmd_stats(args) -> int:
+    try:
+        window = parse_duration(args.since)
+    except ValueError as exc:
+        raise InputError(f"--since: {exc}") from None
+    if window <= 0:
+        raise InputError("--since must be longer than 0s")
+    with _open(args) as queue:
+        until = now()
+        report = stats.compute(queue.history(until - window), until - window, until)
+    if args.json:
+        print_json({**report, "since": iso(report["since"]), "until": iso(report["until"])})
+        return 0
+    total = report["total"]
+    print(f"last {args.since} ({iso(report['since'])} to {iso(report['until'])}): "
+          f"{total['runs']} finished runs, {total['per_minute']:g}/min, "
+          f"failure rate {_rate(total['failure_rate'])}")
+    if not total["runs"]:
+        return 0
+    columns = [("name", "{}"), ("runs", "RUNS"), ("per_minute", "PER MIN"),
+               ("failure_rate", "FAILED"), ("wait_p50", "WAIT P50"), ("wait_p95", "WAIT P95"),
+               ("run_p50", "RUN P50"), ("run_p95", "RUN P95")]
+    for key, title in (("queues", "QUEUE"), ("commands", "COMMAND")):
+        rows = [{**s, "name": shorten(name, 40), "failure_rate": _rate(s["failure_rate"]),
+                 **{k: _seconds(s[k]) for k in ("wait_p50", "wait_p95", "run_p50", "run_p95")}}
+                for name, s in report[key].items()]
+        print()
+        print(table(rows, [(k, h.format(title)) for k, h in columns],
+                    right=[k for k, _ in columns[1:]]))
+    return 0
