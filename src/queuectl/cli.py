@@ -42,8 +42,8 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
 
 
 # Every top-level command; build_parser() builds only the one being run (tests check the list).
-COMMANDS = ("enqueue", "worker", "status", "list", "show", "dlq", "config", "logs", "cancel",
-            "wait", "purge", "migrate", "smoke-test")
+COMMANDS = ("enqueue", "worker", "status", "stats", "list", "show", "dlq", "config", "logs",
+            "cancel", "wait", "purge", "migrate", "metrics", "dashboard", "smoke-test")
 
 
 class _Skipped:
