@@ -734,9 +734,14 @@ def cmd_config_unset(args) -> int:
 
 def cmd_migrate(args) -> int:
     from queuectl.output import message, print_json
+    from queuectl.progress import Progress
     from queuectl.transfer import transfer
 
-    copied = transfer(args.source, args.target)
+    progress = Progress("copied rows")  # jobs + history + output chunks; draws on a TTY only
+    try:
+        copied = transfer(args.source, args.target, progress=progress.update)
+    finally:
+        progress.close()
     if args.json:
         print_json(copied.as_dict())
         return EXIT_OK

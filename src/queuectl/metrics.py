@@ -105,8 +105,8 @@ def _by_queue(rows: list[dict]) -> dict[str, list[dict]]:
 
 def _buckets(values: list[float]) -> list[tuple[str, float]]:
     """Cumulative counts per upper bound, ending with +Inf, as Prometheus expects."""
-    return [(str(bound), sum(1 for v in values if v <= bound)) for bound in BUCKETS] + [
-        ("+Inf", len(values))]
+    return [(str(bound), float(sum(1 for v in values if v <= bound))) for bound in BUCKETS] + [
+        ("+Inf", float(len(values)))]
 
 
 def registry_for(open_queue: Callable) -> CollectorRegistry:

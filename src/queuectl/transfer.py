@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import asdict, dataclass
 
@@ -40,7 +40,8 @@ class Copied:
         return asdict(self)
 
 
-def transfer(source: str, target: str, now: float | None = None) -> Copied:
+def transfer(source: str, target: str, now: float | None = None,
+             progress: Callable[[int], None] | None = None) -> Copied:
     """Copy the queue at `source` into `target`, which must hold no jobs (InputError, nothing
     written, otherwise). `target` gets the schema if it has none yet."""
     source, target = resolve_target(source), resolve_target(target)
@@ -53,7 +54,7 @@ def transfer(source: str, target: str, now: float | None = None) -> Copied:
         _check_source(src, now)
         with closing(open_store(target)) as dst:
             try:
-                return _copy(src, dst)
+                return _copy(src, dst, progress)
             except Conflict as exc:
                 raise QueueError(f"{dst.describe()} changed during the copy ({exc}); "
                                  "nothing was written") from None
@@ -77,8 +78,14 @@ def _check_source(src: JobStore, now: float) -> None:
                          "first ('queuectl --db SOURCE worker stop')")
 
 
-def _copy(src: JobStore, dst: JobStore) -> Copied:
+def _copy(src: JobStore, dst: JobStore,
+          progress: Callable[[int], None] | None = None) -> Copied:
     copied = Copied()
+
+    def tick() -> None:
+        if progress is not None:
+            progress(copied.jobs + copied.attempts + copied.output_chunks)
+
     # On SQLite the source's transaction holds its write lock: nothing changes while we read.
     with src.db.transaction(), dst.db.transaction():
         dst.db.execute("lock_for_import")
@@ -94,15 +101,18 @@ def _copy(src: JobStore, dst: JobStore) -> Copied:
             dst.db.execute("import_job", row)
             copied.jobs += 1
             copied.running += row["state"] == "processing"
+            tick()
         for row in _batches(src, "export_attempts", {"job_id": "", "run": -1},
                             lambda r: {"job_id": r["job_id"], "run": r["run"]}):
             dst.db.execute("import_attempt", row)
             copied.attempts += 1
+            tick()
         for row in _batches(src, "export_output", {"job_id": "", "run": -1, "start_byte": -1},
                             lambda r: {"job_id": r["job_id"], "run": r["run"],
                                        "start_byte": r["start_byte"]}):
             dst.db.execute("import_output", {**row, "data": bytes(row["data"])})
             copied.output_chunks += 1
+            tick()
         for row in src.db.fetch_all("config_all"):
             dst.db.execute("config_set", row)
             copied.config += 1

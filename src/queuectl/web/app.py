@@ -74,7 +74,7 @@ def create_app(db: str | None, token: str) -> Starlette:
 
     async def login_post(request: Request) -> Response:
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        if not guard.token_ok((form.get("token") or [None])[0]):
+        if not guard.token_ok(form.get("token", [""])[0] or None):
             return page(request, "login.html", status=403, error="wrong token")
         return _logged_in(RedirectResponse("/", status_code=303), guard)
 
