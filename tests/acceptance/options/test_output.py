@@ -212,6 +212,9 @@ def test_logs_of_a_running_job_then_cancelled_and_follow_exits_1(q):
     follower = Follower(q, job_id)
     try:
         q.start_worker()
+        # Until a worker claims it, the job has no output to show (logs exits 1): wait for
+        # the run first, then for its first flushed line.
+        q.wait_state(job_id, "processing")
         wait_until(lambda: q.logs(job_id).stdout == "partial\n", 5,
                    "the running job's output so far")
         assert q.state(job_id) == "processing"
