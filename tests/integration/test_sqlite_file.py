@@ -125,6 +125,20 @@ def test_a_queue_filtered_claim_seeks_each_queue_on_its_index(sqlite_database):
     assert not any("SCAN jobs" in step for step in plan), plan
 
 
+def test_recent_history_is_read_by_finish_time_on_its_index(sqlite_database):
+    """status, stats, /metrics and the dashboard read the last minutes of history: with a
+    million runs recorded, a scan of the attempts table would cost every one of them."""
+    store = open_store(sqlite_database)
+    try:
+        plan = [row[3] for row in store.db.conn.execute(
+            "EXPLAIN QUERY PLAN " + store.db.queries["attempt_history"],
+            {"since": 0.0, "limit": 10})]
+    finally:
+        store.close()
+    assert any("attempts_finished" in step for step in plan), plan
+    assert not any(step.startswith("SCAN a") for step in plan), plan
+
+
 def test_a_database_of_another_application_is_refused(tmp_path, capsys):
     path = tmp_path / "other.db"
     raw = sqlite3.connect(path)

@@ -106,6 +106,11 @@ CREATE INDEX jobs_ready_by_queue ON jobs (queue, priority DESC, run_at, seq)
     WHERE state IN ('pending', 'failed');
 CREATE INDEX jobs_finished ON jobs (finished_at) WHERE state IN ('completed', 'dead', 'cancelled');
 
+-- name: migration_3
+-- status, stats, /metrics and the dashboard read recent history by finish time: without this
+-- index each of them scans every run ever recorded.
+CREATE INDEX attempts_finished ON attempts (finished_at);
+
 -- name: schema_table_exists
 SELECT 1 FROM information_schema.tables
 WHERE table_schema = current_schema() AND table_name = 'queuectl_meta'

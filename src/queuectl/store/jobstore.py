@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from queuectl.store.connector import Connector
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _token() -> str:
