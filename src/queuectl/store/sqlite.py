@@ -37,16 +37,65 @@ def _split_statements(script: str) -> list[str]:
     return [s for s in statements if s.strip(" ;\n")]
 
 
-def _prepare_file(path: str) -> None:
+def _prepare_file(path: str) -> bool:
     """Create the file 0600 (and missing folders 0700) ourselves, so SQLite never creates a
-    world-readable queue; SQLite gives the -wal and -shm files the database file's mode."""
+    world-readable queue; SQLite gives the -wal and -shm files the database file's mode.
+    True if this call created it."""
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, mode=0o700, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return
+        return False
     os.close(fd)
+    return True
+
+
+def _refuse_foreign_file(path: str) -> None:
+    """A file that is not a queue must come out of our hands byte for byte as it went in, so
+    look before anything is written (switching to WAL would already change its header)."""
+    deadline = time.monotonic() + 2.0
+    while os.path.getsize(path) == 0:
+        # Another process may have just created it (as _prepare_file does) and be about to
+        # write the header: give it a moment before calling the file empty.
+        if time.monotonic() > deadline:
+            raise QueueError(f"{path} is an empty file, not a queue database; delete it or "
+                             "point --db at another path")
+        time.sleep(0.02)
+    with open(path, "rb") as f:
+        if f.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+            raise QueueError(f"{path} is not a SQLite database, so not a queue; point --db at "
+                             "another path")
+
+
+def _while_busy(read):
+    """Run a read again while another process holds the file's lock (creating the queue, say):
+    the connection has no busy timeout of its own (see SQLiteConnector)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            return read()
+        except sqlite3.OperationalError as exc:
+            busy = "locked" in str(exc) or "busy" in str(exc)
+            if not busy or time.monotonic() > deadline:
+                raise
+        time.sleep(0.005)
+
+
+def _refuse_foreign_schema(conn: sqlite3.Connection, path: str) -> None:
+    from queuectl.store.jobstore import SCHEMA_VERSION
+
+    tables = {row[0] for row in _while_busy(lambda: conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'").fetchall())}
+    if tables and "queuectl_meta" not in tables:
+        raise QueueError(f"{path} is not a queuectl database (it holds other tables); point "
+                         "--db at a new file")
+    if "queuectl_meta" in tables:
+        row = _while_busy(lambda: conn.execute(
+            "SELECT value FROM queuectl_meta WHERE key = 'schema_version'").fetchone())
+        if row is not None and int(row[0]) > SCHEMA_VERSION:
+            raise QueueError(f"{path} has schema version {row[0]}, newer than this queuectl "
+                             f"supports ({SCHEMA_VERSION}); upgrade queuectl")
 
 
 class SQLiteConnector:
@@ -60,8 +109,9 @@ class SQLiteConnector:
         self.shown_as = shown_as  # what describe() says (an in-memory stand-in's real path)
         self.queries = sql.load(self.dialect)
         try:
-            if path != ":memory:":
-                _prepare_file(path)
+            existed = path != ":memory:" and not _prepare_file(path)
+            if existed:
+                _refuse_foreign_file(path)
             # timeout=0: we wait for the lock ourselves (see _run), in steps far finer than
             # SQLite's own busy handler, whose sleeps of 1 to 100 ms dwarf a write that holds
             # the lock for well under a millisecond.
@@ -69,6 +119,12 @@ class SQLiteConnector:
                 path, timeout=0, isolation_level=None, check_same_thread=False
             )
             self.conn.row_factory = sqlite3.Row
+            if existed:
+                try:
+                    _refuse_foreign_schema(self.conn, path)
+                except BaseException:
+                    self.conn.close()
+                    raise
             if path != ":memory:":
                 self._use_wal()
             self.conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
