@@ -68,18 +68,23 @@ def _refuse_foreign_file(path: str) -> None:
                              "another path")
 
 
-def _while_busy(read):
-    """Run a read again while another process holds the file's lock (creating the queue, say):
-    the connection has no busy timeout of its own (see SQLiteConnector)."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+def _while_busy(attempt):
+    """Run `attempt` again for as long as another connection holds the lock it needs, up to
+    BUSY_TIMEOUT_SECONDS. Connections have no busy timeout of their own (see SQLiteConnector):
+    SQLite's handler sleeps 1 to 100 ms at a time, far longer than our writes hold the lock,
+    so we back off from 50 us to 5 ms instead. A busy statement did nothing, so running it
+    again is always safe."""
+    waited, pause = 0.0, 0.00005
     while True:
         try:
-            return read()
+            return attempt()
         except sqlite3.OperationalError as exc:
             busy = "locked" in str(exc) or "busy" in str(exc)
-            if not busy or time.monotonic() > deadline:
+            if not busy or waited >= BUSY_TIMEOUT_SECONDS:
                 raise
-        time.sleep(0.005)
+        time.sleep(pause)
+        waited += pause
+        pause = min(pause * 2, 0.005)
 
 
 def _refuse_foreign_schema(conn: sqlite3.Connection, path: str) -> None:
@@ -136,25 +141,20 @@ class SQLiteConnector:
         self._data_version: int | None = None
 
     def _use_wal(self) -> None:
-        """Switch a new file to WAL. The switch needs an exclusive lock and SQLite does not
-        wait for it on the busy timeout: when several processes open a brand-new queue at
-        once, all but one get "database is locked" right away. So wait for it here."""
-        deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
-        while True:
-            try:
-                mode = self.conn.execute("PRAGMA journal_mode").fetchone()[0]
-                if mode != "wal":
-                    mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if mode == "wal":
-                    return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-            if time.monotonic() > deadline:
-                raise QueueError(f"could not switch {self.path} to WAL mode: it stays locked")
-            import random  # only on this rare path: random costs ~1 ms to import
+        """Switch a new file to WAL. The switch needs the exclusive lock, which several
+        processes opening a brand-new queue at once all want: wait for it like for any lock."""
 
-            time.sleep(0.005 + random.random() * 0.02)
+        def switch() -> None:
+            mode = self.conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode != "wal" and self.conn.execute(
+                    "PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
+                # SQLite answers with the old mode when it could not switch: try again.
+                raise sqlite3.OperationalError("database is locked (journal mode unchanged)")
+
+        try:
+            _while_busy(switch)
+        except sqlite3.OperationalError as exc:
+            raise QueueError(f"could not switch {self.path} to WAL mode: {exc}") from None
 
     # -- the handful of verbs the JobStore uses -------------------------------------------
 
@@ -205,21 +205,11 @@ class SQLiteConnector:
         return os.path.abspath(self.path)
 
     def _run(self, statement: str, params: dict[str, Any] | None = None) -> sqlite3.Cursor:
-        waited, pause = 0.0, 0.00005
-        while True:
-            try:
-                return self.conn.execute(statement, params or {})
-            except sqlite3.IntegrityError as exc:
-                raise Conflict(str(exc)) from None
-            except sqlite3.OperationalError as exc:
-                busy = "locked" in str(exc) or "busy" in str(exc)
-                if not busy or waited >= BUSY_TIMEOUT_SECONDS:
-                    raise QueueError(f"database error on {self.path}: {exc}") from None
-            except sqlite3.DatabaseError as exc:
-                raise QueueError(f"{self.path} is not a usable queue database: {exc}") from None
-            # Another connection holds the write lock (BEGIN IMMEDIATE) or is checkpointing:
-            # nothing was done, so the statement can simply run again. Back off from 50 us
-            # to 5 ms: the lock is held for well under a millisecond.
-            time.sleep(pause)
-            waited += pause
-            pause = min(pause * 2, 0.005)
+        try:
+            return _while_busy(lambda: self.conn.execute(statement, params or {}))
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(str(exc)) from None
+        except sqlite3.OperationalError as exc:
+            raise QueueError(f"database error on {self.path}: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            raise QueueError(f"{self.path} is not a usable queue database: {exc}") from None
