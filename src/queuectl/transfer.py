@@ -50,7 +50,16 @@ def transfer(source: str, target: str, now: float | None = None,
     if not is_postgres(source) and not os.path.isfile(source):
         raise InputError(f"no queue database at {source}")
     now = time.time() if now is None else now
-    with closing(open_store(source, migrate=False)) as src:
+    try:
+        src_store = open_store(source, migrate=False)
+    except InputError:
+        raise
+    except QueueError as exc:
+        if is_postgres(source):
+            raise  # an unreachable server is an operational failure, not bad input
+        # --from names a file that is no queue (empty, foreign, newer): the argument is wrong.
+        raise InputError(str(exc)) from None
+    with closing(src_store) as src:
         _check_source(src, now)
         with closing(open_store(target)) as dst:
             try:
