@@ -388,7 +388,7 @@ def _non_negative_float(text: str) -> float:
 # -- commands -------------------------------------------------------------------------------
 
 
-def _open(args, create: bool = False):
+def open_queue(args, create: bool = False):
     """The queue of --db. Only commands that add to a queue create one; the others see a
     missing queue as an empty one and leave no file behind."""
     from queuectl.api import Queue
@@ -494,7 +494,7 @@ def cmd_enqueue(args) -> int:
         from queuectl.progress import Progress
 
         progress = Progress("enqueued", total=len(specs))
-    with _open(args, create=True) as queue:
+    with open_queue(args, create=True) as queue:
         results = queue.enqueue_jobs(jobs, progress=progress and progress.update)
     if progress is not None:
         progress.close()
@@ -535,7 +535,7 @@ def cmd_worker_stop(args) -> int:
 
     from queuectl.output import message
 
-    with _open(args) as queue:
+    with open_queue(args) as queue:
         lease = queue.store.settings()["lease-seconds"]
         queue.store.request_stop(time.time() - lease)
         asked = len(queue.workers())
@@ -575,7 +575,7 @@ def cmd_list(args) -> int:
         from queuectl.models import validate_state
 
         validate_state(args.state)
-    with _open(args) as queue:
+    with open_queue(args) as queue:
         jobs = queue.list(args.state, args.limit, args.queue)
     if args.json:
         print_json([j.to_dict() for j in jobs])
@@ -593,7 +593,7 @@ def cmd_show(args) -> int:
     from queuectl.output import print_json, table
     from queuectl.timeutil import iso_ms
 
-    with _open(args) as queue:
+    with open_queue(args) as queue:
         job = queue.get(args.job_id)
         attempts = queue.attempts(args.job_id)
     history = [
@@ -621,7 +621,7 @@ def cmd_dlq_list(args) -> int:
     from queuectl.output import message, print_json, shorten, table
     from queuectl.timeutil import iso
 
-    with _open(args) as queue:
+    with open_queue(args) as queue:
         dead = queue.dlq_list(args.limit)
     rows = [
         {"id": d["id"], "command": d["command"], "attempts": d["attempts"],
@@ -649,7 +649,7 @@ def cmd_dlq_retry(args) -> int:
 
     if args.all == bool(args.job_ids):
         raise InputError("give the ids of dead jobs to retry, or --all (not both)")
-    with _open(args) as queue:
+    with open_queue(args) as queue:
         if args.all:
             count = queue.dlq_retry_all()
             ids = None
@@ -666,7 +666,7 @@ def cmd_dlq_retry(args) -> int:
 def cmd_dlq_purge(args) -> int:
     from queuectl.output import message, print_json
 
-    with _open(args) as queue:
+    with open_queue(args) as queue:
         count = queue.dlq_purge()
     if args.json:
         print_json({"purged": count})
@@ -679,7 +679,7 @@ def cmd_config_list(args) -> int:
     from queuectl.config import KEYS
     from queuectl.output import print_json, table
 
-    with _open(args) as queue:
+    with open_queue(args) as queue:
         values = queue.config()
     if args.json:
         print_json(values)
@@ -694,7 +694,7 @@ def cmd_config_get(args) -> int:
     from queuectl.config import get_key
 
     get_key(args.key)
-    with _open(args) as queue:
+    with open_queue(args) as queue:
         value = queue.config()[args.key]
     print(json.dumps(value) if args.json else (f"{value:g}" if isinstance(value, float)
                                                 else value))
@@ -713,7 +713,7 @@ def cmd_config_set(args) -> int:
     if not queue_exists(resolve_target(getattr(args, "db", None))):
         # A new queue would hold the defaults: check against them before creating it.
         Settings({key: str(value) for key, value in values.items()}).check_timing()
-    with _open(args, create=True) as queue:
+    with open_queue(args, create=True) as queue:
         values = queue.config_set_many(pairs)
     if args.json:
         print(json.dumps(values))
@@ -727,7 +727,7 @@ def cmd_config_unset(args) -> int:
     from queuectl.config import get_key
 
     get_key(args.key)
-    with _open(args) as queue:
+    with open_queue(args) as queue:
         queue.config_unset(args.key)
     return EXIT_OK
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 
+from queuectl.cli import open_queue  # opens without creating: these commands only look
 from queuectl.errors import InputError
 from queuectl.models import CANCELLED, COMPLETED, PROCESSING, TERMINAL_STATES
 from queuectl.output import message, print_json
@@ -18,14 +19,8 @@ POLL_SECONDS = 0.1
 CANCEL_WAIT_SECONDS = 15.0
 
 
-def _queue(args):
-    from queuectl.api import Queue
-
-    return Queue(getattr(args, "db", None), create=False)  # none of these creates a queue
-
-
 def cmd_cancel(args) -> int:
-    with _queue(args) as queue:
+    with open_queue(args) as queue:
         results = queue.cancel(*args.job_ids)
         running = [job_id for job_id, how in results.items() if how == "cancelling"]
         deadline = time.monotonic() + CANCEL_WAIT_SECONDS
@@ -52,7 +47,7 @@ def cmd_wait(args) -> int:
     from queuectl.progress import Progress
 
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    with _queue(args) as queue:
+    with open_queue(args) as queue:
         states = queue.states(args.job_ids)  # an unknown id fails here, before any waiting
         progress = Progress("waiting", total=len(args.job_ids))
         while True:
@@ -84,7 +79,7 @@ def _report_states(args, states: dict[str, str]) -> None:
 
 
 def cmd_logs(args) -> int:
-    with _queue(args) as queue:
+    with open_queue(args) as queue:
         if args.follow:
             if args.json:
                 raise InputError("--follow prints the output as it comes; it cannot be --json")
@@ -154,7 +149,7 @@ def cmd_purge(args) -> int:
     except ValueError as exc:
         raise InputError(f"--older-than: {exc}") from None
     progress = Progress("purged")
-    with _queue(args) as queue:
+    with open_queue(args) as queue:
         count = queue.purge(states, older_than, progress=progress.update)
     progress.close()
     if args.json:

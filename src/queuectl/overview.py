@@ -10,18 +10,13 @@ import sys
 import time
 
 from queuectl import stats
+from queuectl.cli import open_queue  # opens without creating: these commands only look
 from queuectl.errors import InputError
 from queuectl.output import print_json, shorten, table
 from queuectl.timeutil import ago, iso, now, parse_duration
 
 RECENT = 15 * 60  # status shows figures over the last 15 minutes (its longest window)
 CLEAR = "\033[H\033[2J"  # cursor home, clear screen: enough on every terminal we meet
-
-
-def _open(args):
-    from queuectl.api import Queue
-
-    return Queue(getattr(args, "db", None), create=False)
 
 
 def status_data(queue, current: float) -> dict:
@@ -101,7 +96,7 @@ def render_status(data: dict, current: float) -> str:
 
 
 def _snapshot(args) -> tuple[dict, float]:
-    with _open(args) as queue:  # a fresh connection each time: short reads, no held snapshot
+    with open_queue(args) as queue:  # a fresh connection each time: short reads, no held snapshot
         current = now()
         return status_data(queue, current), current
 
@@ -141,7 +136,7 @@ def cmd_stats(args) -> int:
         raise InputError(f"--since: {exc}") from None
     if window <= 0:
         raise InputError("--since must be longer than 0s")
-    with _open(args) as queue:
+    with open_queue(args) as queue:
         until = now()
         report = stats.compute(queue.history(until - window), until - window, until)
     if args.json:
