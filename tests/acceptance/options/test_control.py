@@ -55,13 +55,14 @@ def test_burst_worker_exits_when_no_job_is_ready(q):
     assert q.json("status")["workers"] == []
 
 
-def _burst_then_age(q, seconds: float = 1.0) -> None:
+def _burst_then_age(q, seconds: float = 1.0) -> float:
     """Run every ready job with a burst worker, then wait until they all finished more than
-    `seconds` ago."""
+    `seconds` ago. Returns a time after which none of them finished."""
     q.burst()
     finished = time.time()
     wait_until(lambda: time.time() > finished + seconds + 0.05, seconds + 5,
                f"the jobs to be over {seconds:g}s old")
+    return finished
 
 
 def test_purge_deletes_finished_jobs_by_state_and_age(q):
@@ -70,12 +71,14 @@ def test_purge_deletes_finished_jobs_by_state_and_age(q):
     cancelled = q.enqueue("true", "--delay", "1h")
     pending = q.enqueue("true", "--delay", "1h")
     q.ok("cancel", cancelled)
-    _burst_then_age(q)
+    old_finished = _burst_then_age(q)
     assert q.json("purge", "--state", "completed", "--older-than", "7d")["purged"] == 0
-    new_done = q.enqueue("echo new")
+    new_done = q.enqueue("echo new")  # finishes over 1 s after old_finished
     q.burst()
 
-    assert q.json("purge", "--state", "completed", "--older-than", "1s") == {
+    # The cut half a second after old_finished, however long the burst took on a busy machine.
+    age = f"{time.time() - old_finished - 0.5:.3f}s"
+    assert q.json("purge", "--state", "completed", "--older-than", age) == {
         "purged": 1, "states": ["completed"]}
     assert set(q.states()) == {dead, cancelled, pending, new_done}
     assert_refused(q.run("logs", old_done), 1)
