@@ -1,9 +1,10 @@
 """Figure 2: the queue's own cost per job, without running any command.
 
-Two processes (multiprocessing, spawn) claim and complete pre-enqueued jobs through
-JobStore.claim / JobStore.complete, with durable=False as workers open the store. The baseline
-sends the same named SQL (claim_any, then finish_job + insert_attempt, one transaction each)
-through bare sqlite3, so the gap between the two is the store layer's Python.
+Two processes (multiprocessing, spawn) claim and complete pre-enqueued jobs the way Worker
+does (JobStore.record_and_claim: complete job N and claim job N + 1 in one transaction), with
+durable=False as workers open the store. The baseline sends the same named SQL (finish_job +
+insert_attempt + claim_any, one transaction per job) through bare sqlite3, so the gap between
+the two is the store layer's Python.
 
 Run by the harness as `python overhead.py MODE DB PROCS` in a child with this checkout's src on
 PYTHONPATH; prints `jobs seconds`.
@@ -46,14 +47,18 @@ def _store_loop(db: str, fixed: bool, ready, go, out) -> None:
         store.db.queries = queries
     identity = new_identity()
     lease = store.settings()["lease-seconds"]
+    store.register_worker(identity, time.time())
     ready.put(os.getpid())
     go.wait()
     start, done = time.perf_counter(), 0
-    while True:
-        job = store.claim(identity, time.time(), lease)
-        if job is None:
-            break
-        store.complete(job, time.time(), 0)
+    # As Worker does: the first claim alone, then each result recorded in the transaction
+    # that claims the next job (JobStore.record_and_claim).
+    job = store.claim(identity, time.time(), lease)
+    while job is not None:
+        finished = job
+        _, job = store.record_and_claim(
+            lambda: store.complete(finished, time.time(), 0),  # noqa: B023
+            identity, time.time(), lease)
         done += 1
     out.put((start, time.perf_counter(), done))
     store.close()
@@ -74,27 +79,27 @@ def _raw_loop(db: str, fixed: bool, ready, go, out) -> None:
     ready.put(os.getpid())
     go.wait()
     start, done = time.perf_counter(), 0
-    while True:
+    job = None
+    while True:  # the worker's path: record job N and claim job N + 1 in one transaction
         now = time.time()
         conn.execute("BEGIN IMMEDIATE")
+        if job is not None:
+            conn.execute(q["finish_job"], {
+                "id": job["id"], "token": job["lease_token"], "state": "completed",
+                "attempts": job["attempts"] + 1, "run_at": job["run_at"], "exit_code": 0,
+                "error": None, "finished_at": now, "now": now, "crashes": job["crashes"]})
+            conn.execute(q["insert_attempt"], {
+                "job_id": job["id"], "run": job["runs"], "worker_id": worker, "host": "h",
+                "started_at": job["started_at"], "finished_at": now, "outcome": "completed",
+                "exit_code": 0, "error": None, "output_bytes": None})
+            done += 1
         rows = conn.execute(q["claim_any"], {
             "worker_id": worker, "host": "h", "token": os.urandom(8).hex(),
             "lease_until": now + 15, "now": now}).fetchall()
         conn.execute("COMMIT")
         if not rows:
             break
-        job, now = rows[0], time.time()
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(q["finish_job"], {
-            "id": job["id"], "token": job["lease_token"], "state": "completed",
-            "attempts": job["attempts"] + 1, "run_at": job["run_at"], "exit_code": 0,
-            "error": None, "finished_at": now, "now": now, "crashes": job["crashes"]})
-        conn.execute(q["insert_attempt"], {
-            "job_id": job["id"], "run": job["runs"], "worker_id": worker, "host": "h",
-            "started_at": job["started_at"], "finished_at": now, "outcome": "completed",
-            "exit_code": 0, "error": None, "output_bytes": None})
-        conn.execute("COMMIT")
-        done += 1
+        job = rows[0]
     out.put((start, time.perf_counter(), done))
     conn.close()
 

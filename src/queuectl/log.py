@@ -7,10 +7,23 @@ import time
 
 from queuectl.timeutil import iso
 
+_stamp_second = -1
+_stamp_text = ""
+
+
+def _now_text() -> str:
+    """The current second as ISO 8601, formatted once per second: a busy worker writes two
+    lines per job, and formatting each time cost more than writing."""
+    global _stamp_second, _stamp_text
+    second = int(time.time())
+    if second != _stamp_second:
+        _stamp_second, _stamp_text = second, iso(second) or ""
+    return _stamp_text
+
 
 def log(who: str, message: str) -> None:
     try:
-        sys.stderr.write(f"{iso(time.time())} [{who}] {message}\n")
+        sys.stderr.write(f"{_now_text()} [{who}] {message}\n")
         sys.stderr.flush()
     except (OSError, ValueError):  # a closed terminal must not kill a worker
         pass

@@ -96,6 +96,27 @@ def is_same_group(pgid: int, recorded_stamp: str | None) -> bool:
     return group_alive(pgid)
 
 
+def groups_of_run(job_id: str, run: int) -> set[int]:
+    """The process groups of every live process that carries a run's environment
+    (QUEUECTL_JOB_ID and QUEUECTL_RUN, which the worker gives each job and its children
+    inherit). For a run whose group id never reached the database: found this way, it can still
+    be stopped. A process that scrubbed its environment is not found."""
+    wanted = {f"QUEUECTL_JOB_ID={job_id}".encode(), f"QUEUECTL_RUN={run}".encode()}
+    me = os.getpid()
+    groups = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                if not wanted.issubset(f.read().split(b"\0")):
+                    continue
+            groups.add(os.getpgid(int(name)))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return groups
+
+
 def kill_group(pgid: int, grace: float = 2.0, is_reaped=None) -> None:
     """SIGTERM the whole group, then SIGKILL whatever is still there after `grace` seconds."""
     try:

@@ -24,12 +24,14 @@ HEALTHY_AFTER_SECONDS = 60.0
 def _child_main(db: str, burst: bool, queues: list[str] | None, verbose: bool) -> int:
     # Imported here so the supervisor itself stays small; the child pays the import once.
     from queuectl.errors import QueueError
+    from queuectl.runner import close_inherited_fds
     from queuectl.store import open_store
     from queuectl.watchdog import Watchdog
     from queuectl.worker import Worker, new_identity
 
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    close_inherited_fds()  # jobs must not get the descriptors the worker was started with
     watchdog = Watchdog()  # forked before any connection or job exists
     stops = StopRequests().install()
     try:

@@ -3,12 +3,19 @@
 SIGKILL of a worker does not reach its job: the job runs in its own session, so it survives
 and would keep running while another worker re-runs it. The guardian is forked before the
 worker opens anything, moves to its own session (so a kill of the worker's process group
-misses it), and holds the read end of a pipe. The worker writes "+pgid stamp" when a job
-starts and "-pgid" when it ends. When the pipe reaches end-of-file, the worker is gone (however
-it died), and the guardian kills the last job group it was told of, if that group still runs
-(checked by the leader's start time, so a finished job's reused pid is never hit), then exits.
+misses it), and holds the read end of a pipe. The worker writes "+pgid" when a job starts and
+"-pgid" when it has ended. When the pipe reaches end-of-file, the worker is gone (however it
+died), and the guardian kills the job group it was last told of, if that job had not ended,
+then exits.
 
-Cheap on the hot path: one small write per job, and no wake-up for it. The guardian does not
+The guardian, not the worker, reads the job leader's start stamp (see processes.py), when it
+reads "+pgid": reading it at once would block the worker until the job's exec is done. The
+pid cannot name another process then, as the worker has not reaped it yet ("-pgid" comes
+after the reap only when the job ended within the last POLL_SECONDS, and then it is ignored).
+When the worker dies, the group is killed only if its leader still has that stamp, or, if the
+leader is gone, while other members keep the group id reserved.
+
+Cheap on the hot path: two small writes per job, and no wake-up for them. The guardian does not
 block on the pipe (every write would wake it, a context switch per job); it sleeps and reads
 what came every POLL_SECONDS, so it notices its worker's death at most that late.
 """
@@ -19,7 +26,7 @@ import os
 import signal
 import time
 
-from queuectl.processes import is_same_group, kill_group
+from queuectl.processes import is_same_group, kill_group, start_stamp
 
 POLL_SECONDS = 0.2
 
@@ -38,8 +45,11 @@ class Watchdog:
         self.pid = pid
         self._fd: int | None = write_fd
 
-    def job_started(self, pgid: int, stamp: str | None) -> None:
-        self._send(f"+{pgid} {stamp or '-'}\n")
+    def job_started(self, pgid: int) -> None:
+        self._send(f"+{pgid}\n")
+
+    def job_ended(self, pgid: int) -> None:
+        self._send(f"-{pgid}\n")
 
     def _send(self, line: str) -> None:
         if self._fd is not None:
@@ -66,7 +76,7 @@ def _guard(read_fd: int) -> None:
         signal.signal(getattr(signal, name), signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
     os.set_blocking(read_fd, False)
-    last: tuple[int, str | None] | None = None
+    running: tuple[int, str | None] | None = None  # the job group in flight, with its stamp
     pending = b""
     while True:
         time.sleep(POLL_SECONDS)
@@ -81,10 +91,12 @@ def _guard(read_fd: int) -> None:
                 break
             pending += data
         *lines, pending = pending.split(b"\n")
-        for line in lines:
-            pgid, _, stamp = line.decode()[1:].partition(" ")
-            last = (int(pgid), None if stamp == "-" else stamp)
+        # Only the last message counts: a "+" followed by its "-" in the same batch is a job
+        # that came and went between two looks.
+        if lines:
+            sign, pgid = lines[-1][:1], int(lines[-1][1:])
+            running = (pgid, start_stamp(pgid)) if sign == b"+" else None
         if ended:
             break
-    if last is not None and is_same_group(*last):
-        kill_group(last[0], grace=1.0)
+    if running is not None and is_same_group(*running):
+        kill_group(running[0], grace=1.0)

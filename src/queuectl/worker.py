@@ -16,13 +16,20 @@ from collections.abc import Callable
 from queuectl.errors import QueueError
 from queuectl.log import log
 from queuectl.models import Job
-from queuectl.processes import is_same_group, kill_group, process_alive, start_stamp
+from queuectl.processes import (
+    groups_of_run,
+    is_same_group,
+    kill_group,
+    process_alive,
+    start_stamp,
+)
 from queuectl.runner import RunningJob, StartFailed, describe_exit
 from queuectl.stopping import COLD, RUNNING, WARM, StopRequests
 from queuectl.store import JobStore, WorkerIdentity, strip_password
 from queuectl.watchdog import Watchdog
 
-IDLE_CHECK_SECONDS = 0.02  # how often an idle worker asks SQLite whether anything changed
+IDLE_CHECK_SECONDS = 0.02  # how often an idle worker asks whether anything changed, when it asks
+SETTLE_SECONDS = 1.0  # how long it keeps asking after the database said it was written to
 MAINTENANCE_SECONDS = 2.0  # recovery scan and stop-flag check, at the latest this often
 OUTPUT_FLUSH_SECONDS = 1.0  # how stale `logs -f` may be for a running job
 CANCEL_CHECK_SECONDS = 0.25  # a running job looks for a cancel at most this often
@@ -62,6 +69,9 @@ class Worker:
         self._next_maintenance = 0.0
         self._next_retention = 0.0
         self._lease_until = 0.0  # monotonic time our current job's lease surely lasts until
+        # The job claimed in the same transaction that recorded the last one (see _record):
+        # already ours, so the next run_once runs it instead of claiming.
+        self._next: Job | None = None
         self.jobs_done = 0
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -83,6 +93,7 @@ class Worker:
                         break
                     self._idle_wait()
         finally:
+            self._give_back_next()
             try:
                 self.store.unregister_worker(self.identity.id)
             except QueueError:
@@ -96,21 +107,40 @@ class Worker:
     def run_once(self, now: float) -> bool:
         """Maintenance if due, then claim and run at most one job. True if a job ran."""
         self.maintain(now)
-        # Maintenance is due only every few seconds, but `worker stop` promises that no job
-        # starts once it asked: read the flag before every claim (one primary-key read).
-        if self.stops.level == RUNNING:
-            self._check_stop_flag(now)
-        if self.stops.level != RUNNING:
-            return False
-        # Note the database's version before looking: a job enqueued after this point wakes
-        # the idle wait at once instead of waiting out poll-seconds.
-        self.store.db.changed()
-        job = self.store.claim(self.identity, now, self.settings["lease-seconds"])
+        job, self._next = self._next, None
         if job is None:
+            # Maintenance is due only every few seconds, but `worker stop` promises that no
+            # job starts once it asked: read the flag before every claim (one primary-key
+            # read; a chained claim reads it inside its transaction instead).
+            if self.stops.level == RUNNING:
+                self._check_stop_flag(now)
+            if self.stops.level != RUNNING:
+                return False
+            # Note the database's version before looking: a job enqueued after this point
+            # wakes the idle wait at once instead of waiting out poll-seconds.
+            self.store.db.change_fd()
+            self.store.db.changed()
+            job = self.store.claim(self.identity, now, self.settings["lease-seconds"])
+            if job is None:
+                return False
+        elif self.stops.level != RUNNING:  # a stop came between the chained claim and now
+            self._next = job
+            self._give_back_next()
             return False
         self.execute(job)
         self.jobs_done += 1
         return True
+
+    def _give_back_next(self) -> None:
+        """Unclaim a chained job that will not run here (the worker stops). If the database is
+        unreachable, its lease runs out and another worker recovers it."""
+        job, self._next = self._next, None
+        if job is None:
+            return
+        try:
+            self.store.unclaim(job, self.clock())
+        except QueueError as exc:
+            self._say(f"could not give back job {job.id} ({exc}); it will be recovered")
 
     def maintain(self, now: float, force: bool = False) -> None:
         """Heartbeat our row, reread settings, honour `worker stop`, recover lost jobs."""
@@ -149,10 +179,15 @@ class Worker:
     def _stop_leftovers(self, job: Job) -> None:
         """Kill what remains of a lost run, if it ran on this host; others' hosts have their
         own guardian (see watchdog.py)."""
-        if job.host == self.identity.host and job.pgid and is_same_group(job.pgid,
-                                                                          job.pgid_started):
-            self._say(f"killing leftover processes of job {job.id} (group {job.pgid})")
-            kill_group(job.pgid, grace=1.0)
+        if job.host != self.identity.host:
+            return
+        if job.pgid:
+            groups = {job.pgid} if is_same_group(job.pgid, job.pgid_started) else set()
+        else:  # lost in its first moments, before _supervise wrote its group
+            groups = groups_of_run(job.id, job.runs)
+        for pgid in sorted(groups):
+            self._say(f"killing leftover processes of job {job.id} (group {pgid})")
+            kill_group(pgid, grace=1.0)
 
     def _check_stop_flag(self, now: float) -> None:
         flag = self.store.stop_requested(self.identity.id)
@@ -175,15 +210,19 @@ class Worker:
             self._record_failure(job, 127, str(exc))
             return
         if self.watchdog is not None:
-            self.watchdog.job_started(running.pgid, running.pgid_started)
-        ended_by = self._supervise(job, running, started)
+            self.watchdog.job_started(running.pgid)
+        try:
+            ended_by = self._supervise(job, running, started)
+        finally:
+            if self.watchdog is not None:
+                self.watchdog.job_ended(running.pgid)
         if ended_by is not None:
             return
         exit_code, error = describe_exit(running.returncode or 0)
         elapsed = time.monotonic() - started
         if error is None:
-            if self._durably(job, lambda: self.store.complete(job, self.clock(), exit_code,
-                                                                output=running.output)):
+            if self._record(job, lambda: self.store.complete(job, self.clock(), exit_code,
+                                                               output=running.output)):
                 self._say(f"job {job.id} completed in {elapsed:.2f}s")
             else:
                 self._say(f"job {job.id} finished but was no longer ours; result discarded")
@@ -207,7 +246,10 @@ class Worker:
         """Wait for the command while keeping the lease, storing its output as it comes and
         watching for a cold stop, a cancel, the timeout and a lost lease. Returns None when the
         command exited by itself, else what ended it (already recorded)."""
-        self._guarded(lambda: self.store.set_process(job, running.pgid, running.pgid_started))
+        # The process group goes to the database only once the job has run for a moment
+        # (at the first cancel check): most jobs are short, and this write would be a third
+        # of their commits. Until then only the guardian knows it; see DECISIONS.md 23.
+        process_recorded = False
         now_mono = time.monotonic()
         self._lease_until = now_mono + self.settings["lease-seconds"]
         next_beat = now_mono + self.settings["heartbeat-seconds"]
@@ -239,6 +281,10 @@ class Worker:
                 return "timeout"
             if now_mono >= next_cancel_check:
                 next_cancel_check = now_mono + CANCEL_CHECK_SECONDS
+                if not process_recorded:
+                    process_recorded = True
+                    self._guarded(lambda: self.store.set_process(job, running.pgid,
+                                                                 running.stamp()))
                 if self.store.db.changed() and self.store.cancel_requested(job):
                     exit_code = describe_exit(running.kill())[0]
                     self._durably(job, lambda: self.store.finish_cancelled(
@@ -262,11 +308,12 @@ class Worker:
         return None
 
     def _guarded(self, action: Callable[[], object]) -> None:
-        """A side task (output flush) that must not kill the job when the database hiccups."""
+        """A side task (output flush, the process group) that must not kill the job when the
+        database hiccups."""
         try:
             action()
         except QueueError as exc:
-            self._say(f"could not store output yet ({exc}); will retry")
+            self._say(f"could not write to the database yet ({exc}); will retry")
 
     def _renew(self, job: Job) -> bool:
         try:
@@ -279,6 +326,19 @@ class Worker:
         if renewed:
             self._lease_until = time.monotonic() + self.settings["lease-seconds"]
         return renewed
+
+    def _record(self, job: Job, record: Callable[[], object]) -> object:
+        """Record a run's result as _durably does and, when the worker goes on working, claim
+        its next job in the same transaction (kept in self._next for run_once)."""
+        if self.stops.level != RUNNING:
+            return self._durably(job, record)
+        self.store.db.changed()  # as before any claim: see run_once
+        outcome = self._durably(job, lambda: self.store.record_and_claim(
+            record, self.identity, self.clock(), self.settings["lease-seconds"]))
+        if outcome is False:  # gave up: nothing was recorded, nothing claimed
+            return False
+        result, self._next = outcome  # type: ignore[misc]
+        return result
 
     def _durably(self, job: Job, record: Callable[[], object]) -> object:
         """Record a run's result, retrying through a database outage for as long as our lease
@@ -300,7 +360,7 @@ class Worker:
 
     def _record_failure(self, job: Job, exit_code: int | None, error: str,
                         outcome: str = "failed", output=None) -> None:
-        state = self._durably(job, lambda: self.store.fail(
+        state = self._record(job, lambda: self.store.fail(
             job, self.clock(), self.settings, exit_code, error, outcome, output=output,
             draw=random.random()))
         if state is None or state is False:
@@ -315,16 +375,32 @@ class Worker:
 
     def _idle_wait(self) -> None:
         """Sleep until something changed in the database, a signal came, or poll-seconds
-        passed (jobs scheduled for later become due without any commit)."""
+        passed (jobs scheduled for later become due without any commit). Where the database
+        offers a descriptor that wakes on change (inotify on SQLite's WAL, the LISTEN socket
+        on PostgreSQL), block on it; else ask every IDLE_CHECK_SECONDS."""
         give_up = time.monotonic() + self.settings["poll-seconds"]
-        while self.stops.level == RUNNING and time.monotonic() < give_up:
-            self._sleep(IDLE_CHECK_SECONDS)
+        polling_until = 0.0
+        while self.stops.level == RUNNING:
+            now = time.monotonic()
+            left = give_up - now
+            if left <= 0:
+                return
+            change_fd = self.store.db.change_fd()
+            if change_fd is None or now < polling_until:
+                self._sleep(min(IDLE_CHECK_SECONDS, left))
+            else:
+                self._sleep(left, change_fd)
+                # A SQLite writer's last write to the WAL file comes before its commit is
+                # visible (it still syncs, then publishes in shared memory, which makes no
+                # event): after a wake, keep asking for a while instead of waiting again.
+                polling_until = time.monotonic() + SETTLE_SECONDS
             if self.store.db.changed():
                 return
 
-    def _sleep(self, seconds: float) -> None:
+    def _sleep(self, seconds: float, *also: int) -> None:
+        """Sleep up to `seconds`; a signal, or any of the `also` descriptors, ends it early."""
         try:
-            select.select([self.stops.wake_fd], [], [], seconds)
+            select.select([self.stops.wake_fd, *also], [], [], seconds)
         except InterruptedError:
             pass
         self.stops.drain()

@@ -347,3 +347,22 @@ def test_describe_masks_the_password(pg_database):
     store.close()
     assert mask_password("postgresql://u@h/db?password=x&sslmode=require") == \
         "postgresql://u@h/db?password=***&sslmode=require"
+
+
+def test_workers_commit_without_waiting_for_the_flush_and_the_cli_waits(pg_database):
+    """DECISIONS.md 8 on PostgreSQL: a worker's session has synchronous_commit off, every other
+    (the CLI's enqueue) keeps the server's default, on. Also after a reconnect."""
+    cli = open_store(pg_database)
+    worker = open_store(pg_database, durable=False)
+    try:
+        def setting(store) -> str:
+            return store.db._run("SHOW synchronous_commit").fetchone()["synchronous_commit"]
+
+        assert (setting(cli), setting(worker)) == ("on", "off")
+        cli.db._run(KILL_OTHERS)
+        with pytest.raises(DatabaseUnavailable):
+            setting(worker)
+        assert setting(worker) == "off"
+    finally:
+        cli.close()
+        worker.close()

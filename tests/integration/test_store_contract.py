@@ -655,3 +655,75 @@ def test_whatever_validates_is_stored_and_rendered(store, spec):
     for key in ("created_at", "updated_at", "next_run_at"):
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", rendered[key]), key
     assert [j.id for j in store.list(limit=1)] == [result.id]
+
+
+# -- one transaction per job: record the result and claim the next ------------------------------
+
+
+def test_record_and_claim_records_the_result_and_claims_the_next_job(store):
+    store.enqueue([new("a"), new("b")], T0)
+    store.register_worker(A, T0)
+    job = claim(store, T0)
+    done, following = store.record_and_claim(lambda: store.complete(job, T0 + 1), A, T0 + 1,
+                                             LEASE)
+    assert done is True
+    assert store.get("a").state == "completed"
+    assert (following.id, following.state, following.worker_id, following.runs) == (
+        "b", "processing", A.id, 1)
+    assert following.lease_expires_at == T0 + 1 + LEASE
+
+
+def test_record_and_claim_claims_nothing_once_the_worker_was_asked_to_stop(store):
+    store.enqueue([new("a"), new("b")], T0)
+    store.register_worker(A, T0)
+    job = claim(store, T0)
+    assert store.request_stop(alive_since=T0 - 1) == 1
+    done, following = store.record_and_claim(lambda: store.complete(job, T0 + 1), A, T0 + 1,
+                                             LEASE)
+    assert (done, following) == (True, None)
+    assert store.get("b").state == "pending"
+
+
+def test_record_and_claim_claims_nothing_for_a_worker_without_a_row(store):
+    """A worker forgotten as dead must register again (in its next maintenance) first."""
+    store.enqueue([new("a"), new("b")], T0)
+    job = claim(store, T0)
+    assert store.record_and_claim(lambda: store.complete(job, T0 + 1), A, T0 + 1,
+                                  LEASE) == (True, None)
+
+
+def test_a_late_result_is_refused_but_the_next_job_is_still_claimed(store):
+    store.enqueue([new("a"), new("b")], T0)
+    store.register_worker(A, T0)
+    job = claim(store, T0)
+    done, following = store.record_and_claim(lambda: store.complete(stale(job), T0 + 1), A,
+                                             T0 + 1, LEASE)
+    assert done is False
+    assert store.get("a").state == "processing"
+    assert following.id == "b"
+
+
+def test_unclaim_puts_a_never_started_job_back_as_it_was(store):
+    store.enqueue([new("fresh"), new("retried", max_retries=3)], T0)
+    settings_ = store.settings()
+    first = claim(store, T0)
+    assert first.id == "fresh"
+    retried = claim(store, T0)
+    assert store.fail(retried, T0 + 1, settings_, 1, "boom") == "failed"
+    before = store.get("retried")
+
+    assert store.unclaim(first, T0 + 2) is True
+    back = store.get("fresh")
+    assert (back.state, back.runs, back.attempts, back.worker_id, back.lease_token) == (
+        "pending", 0, 0, None, None)
+    assert store.attempts("fresh") == []
+    assert store.unclaim(first, T0 + 3) is False  # no longer claimed: nothing to undo
+
+    again = claim(store, before.run_at)
+    again = claim(store, before.run_at) if again.id == "fresh" else again
+    assert again.id == "retried"
+    assert store.unclaim(again, before.run_at) is True
+    back = store.get("retried")
+    assert (back.state, back.runs, back.attempts, back.run_at) == (
+        "failed", 1, 1, before.run_at)
+    assert [a["outcome"] for a in store.attempts("retried")] == ["failed"]

@@ -173,20 +173,22 @@ def test_a_result_that_arrives_after_a_take_over_is_discarded(store, sqlite_data
     clock = Clock(T0)
     worker = make_worker(store, clock)
     rescuer = open_store(sqlite_database)
-    real_set_process = store.set_process
+    real_record = store.record_and_claim
 
-    def set_process_then_lose_the_lease(job, pgid, stamp):
-        ok = real_set_process(job, pgid, stamp)
-        rescuer.recover_lost(job.lease_expires_at + 1, rescuer.settings())
-        return ok
+    def lose_the_lease_then_record(*args, **kwargs):
+        # The run has ended; before its result is written, another worker takes the job over.
+        store.record_and_claim = real_record
+        lease_end = store.get(job_id).lease_expires_at
+        rescuer.recover_lost(lease_end + 1, rescuer.settings())
+        return real_record(*args, **kwargs)
 
-    store.set_process = set_process_then_lose_the_lease
+    store.record_and_claim = lose_the_lease_then_record
     try:
         assert step(worker, clock, T0) is True
     finally:
         rescuer.close()
     job = store.get(job_id)
-    assert (job.state, job.attempts) == ("pending", 0)
+    assert (job.state, job.attempts, job.runs) == ("pending", 0, 1)
     assert [a["outcome"] for a in store.attempts(job_id)] == ["crashed"]
 
 
@@ -271,3 +273,54 @@ def test_a_live_worker_on_this_host_is_left_alone(store):
     clock = Clock(T0 + 1)
     make_worker(store, clock).maintain(T0 + 1, force=True)
     assert store.get(job_id).state == "processing"
+
+
+def test_the_next_job_is_claimed_with_the_result_and_given_back_on_a_warm_stop(store):
+    first = enqueue(store, command="true")
+    second = enqueue(store, command="true")
+    clock = Clock(T0)
+    worker = make_worker(store, clock)
+    store.register_worker(worker.identity, T0)
+    assert step(worker, clock, T0) is True
+    # The commit that recorded the first job also claimed the second for this worker.
+    assert store.get(first).state == "completed"
+    claimed = store.get(second)
+    assert (claimed.state, claimed.worker_id, claimed.runs) == ("processing",
+                                                                 worker.identity.id, 1)
+
+    worker.stops.request(WARM)  # SIGTERM now: the claimed job must not start here
+    assert step(worker, clock, T0 + 1) is False
+    back = store.get(second)
+    assert (back.state, back.runs, back.worker_id) == ("pending", 0, None)
+    assert store.attempts(second) == []
+
+
+def test_a_lost_run_whose_group_never_reached_the_database_is_found_by_its_environment(
+        store, tmp_path):
+    """A worker frozen or killed in a job's first moments has not written the job's process
+    group yet; a worker on the same host still stops what is left of that run."""
+    host = socket.gethostname()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = WorkerIdentity(id=f"{host}:{gone.pid}:dead", host=host, pid=gone.pid,
+                          pid_started="boot:1")
+    store.register_worker(dead, T0)
+    job_id = enqueue(store, command="sleep 60")
+    job = store.claim(dead, T0, 15)
+    assert job.pgid is None
+    env = {**os.environ, "QUEUECTL_JOB_ID": job_id, "QUEUECTL_RUN": str(job.runs)}
+    leftover = subprocess.Popen(["sh", "-c", "sleep 60 & wait"], start_new_session=True,
+                                env=env)
+    other_run = subprocess.Popen(["sleep", "60"], start_new_session=True,
+                                 env={**env, "QUEUECTL_RUN": str(job.runs + 1)})
+    try:
+        wait_until(lambda: os.path.exists(f"/proc/{leftover.pid}"), 5, "the leftover")
+        make_worker(store, Clock(T0 + 1)).maintain(T0 + 1, force=True)
+        assert leftover.wait(timeout=10) == -15
+        assert other_run.poll() is None  # another run's processes are not this run's
+    finally:
+        for proc in (leftover, other_run):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert store.get(job_id).state == "pending"

@@ -1,3 +1,4 @@
+import os
 import signal
 
 import pytest
@@ -21,3 +22,31 @@ from queuectl.runner import describe_exit
 )
 def test_describe_exit(returncode, expected):
     assert describe_exit(returncode) == expected
+
+
+def test_a_job_runs_in_its_folder_and_the_worker_stays_in_its_own(tmp_path):
+    from queuectl.runner import RunningJob
+
+    here = os.getcwd()
+    running = RunningJob("pwd", cwd=str(tmp_path))
+    assert running.wait() == 0
+    running.finish()
+    assert running.output.head.decode().strip() == str(tmp_path)
+    assert os.getcwd() == here
+
+
+def test_a_job_gets_no_descriptor_the_worker_was_started_with(tmp_path):
+    from queuectl.runner import RunningJob, close_inherited_fds
+
+    read_fd, write_fd = os.pipe()
+    os.set_inheritable(write_fd, True)  # as a shell's `3>file` would hand it over
+    try:
+        close_inherited_fds()
+        running = RunningJob(f"if [ -e /proc/$$/fd/{write_fd} ]; then echo open; "
+                             "else echo closed; fi")
+        running.wait()
+        running.finish()
+        assert running.output.head.decode().strip() == "closed"
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)

@@ -191,6 +191,19 @@ WHERE seq = (
 )
 RETURNING *
 
+-- name: unclaim_job
+-- A claim undone before its run started: back to waiting (failed if an earlier run failed, as
+-- before the claim), and the run the claim counted is taken back. Claimable again: wake workers.
+WITH changed AS (
+    UPDATE jobs
+    SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END, runs = runs - 1,
+        worker_id = NULL, host = NULL, lease_token = NULL, lease_expires_at = NULL,
+        updated_at = %(now)s
+    WHERE id = %(id)s AND lease_token = %(token)s AND state = 'processing'
+    RETURNING state
+)
+SELECT pg_notify('queuectl', 'job') FROM changed
+
 -- name: set_job_process
 UPDATE jobs SET pgid = %(pgid)s, pgid_started = %(pgid_started)s
 WHERE id = %(id)s AND lease_token = %(token)s AND state = 'processing'

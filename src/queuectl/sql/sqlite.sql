@@ -181,6 +181,15 @@ WHERE seq = (
 )
 RETURNING *
 
+-- name: unclaim_job
+-- A claim undone before its run started: back to waiting (failed if an earlier run failed, as
+-- before the claim), and the run the claim counted is taken back.
+UPDATE jobs
+SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END, runs = runs - 1,
+    worker_id = NULL, host = NULL, lease_token = NULL, lease_expires_at = NULL,
+    updated_at = :now
+WHERE id = :id AND lease_token = :token AND state = 'processing'
+
 -- name: set_job_process
 UPDATE jobs SET pgid = :pgid, pgid_started = :pgid_started
 WHERE id = :id AND lease_token = :token AND state = 'processing'

@@ -198,6 +198,28 @@ class JobStore:
             row = self.db.fetch_one(name, params)
         return row_to_job(row) if row else None
 
+    def record_and_claim(self, record: Callable[[], Any], worker: WorkerIdentity, now: float,
+                         lease_seconds: float) -> tuple[Any, Job | None]:
+        """Record a run's result (`record` is one of complete/fail/...) and claim this worker's
+        next job in the same transaction: one commit per job instead of two, which is most of
+        a SQLite worker's own cost. Both or neither: if anything fails, nothing is written and
+        the caller may try again. No claim when `worker stop` asked this worker to stop (read
+        inside the transaction, so a stop that committed first always wins)."""
+        with self.db.transaction():
+            result = record()
+            job = None
+            if self.stop_requested(worker.id) is False:
+                job = self.claim(worker, now, lease_seconds)
+        return result, job
+
+    def unclaim(self, job: Job, now: float) -> bool:
+        """Give back a job that was claimed but never started (its worker was asked to stop
+        right after a chained claim): as if it had not been claimed, so no run is counted
+        and no attempt recorded."""
+        with self.db.transaction():
+            return self.db.execute("unclaim_job", {"id": job.id, "token": job.lease_token,
+                                                   "now": now}) == 1
+
     def set_process(self, job: Job, pgid: int, pgid_started: str | None) -> bool:
         with self.db.transaction():
             return self.db.execute(

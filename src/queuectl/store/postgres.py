@@ -49,10 +49,15 @@ NOT_INSTALLED = "PostgreSQL support is not installed: pip install 'queuectl[post
 class PostgresConnector:
     dialect = "postgres"
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, durable: bool = True):
+        """`durable=False` (workers) turns synchronous_commit off for this session: a commit
+        returns before its WAL record is flushed, like SQLite's synchronous=NORMAL. A server
+        crash can then lose a worker's last fraction of a second of state changes, which at
+        worst runs a job again; the CLI keeps every enqueue durable (DECISIONS.md 8)."""
         if psycopg is None:
             raise QueueError(NOT_INSTALLED)
         self.url = url
+        self.durable = durable
         self.queries = sql.load(self.dialect)
         self._conninfo, self._where, self._password = _parse_url(url)
         self._in_transaction = False
@@ -114,6 +119,16 @@ class PostgresConnector:
         notified, self._notified = self._notified, False
         return notified
 
+    def change_fd(self) -> int | None:
+        """The LISTEN connection's socket, readable when a notification (or anything) arrives;
+        None while not listening (the worker polls `changed()` then)."""
+        if self._listener is None:
+            return None
+        try:
+            return self._listener.pgconn.socket
+        except (psycopg.Error, OSError):
+            return None
+
     def close(self) -> None:
         for conn in (self._listener, self._conn):
             if conn is not None:
@@ -136,6 +151,14 @@ class PostgresConnector:
                 f"cannot connect to PostgreSQL at {self._where}: {self._reason(exc)}"
             ) from None
         self._own_pid = conn.info.backend_pid
+        if not self.durable:
+            try:
+                conn.execute("SET synchronous_commit = off")
+            except psycopg.Error as exc:
+                conn.close()
+                raise DatabaseUnavailable(
+                    f"lost the connection to PostgreSQL at {self._where}: {self._reason(exc)}"
+                ) from None
         return conn
 
     def _run(self, statement: str,

@@ -139,6 +139,8 @@ class SQLiteConnector:
             raise QueueError(f"cannot open the queue database {path}: {exc}") from None
         self._in_transaction = False
         self._data_version: int | None = None
+        self._watch_fd: int | None = None  # see change_fd()
+        self._watch_tried = False
 
     def _use_wal(self) -> None:
         """Switch a new file to WAL. The switch needs the exclusive lock, which several
@@ -189,14 +191,32 @@ class SQLiteConnector:
         for statement in _split_statements(script):
             self._run(statement)
 
+    def change_fd(self) -> int | None:
+        """A descriptor that becomes readable when the WAL file is written (by anyone), for an
+        idle worker to wait on; None where inotify is unavailable (the worker polls then).
+        The watch exists from the first call on, so call it before looking for work."""
+        if not self._watch_tried and self.path != ":memory:":
+            self._watch_tried = True
+            from queuectl.filewatch import watch_writes
+
+            self._watch_fd = watch_writes(self.path + "-wal")
+        return self._watch_fd
+
     def changed(self) -> bool:
         """True when another connection committed since the last call: a cheap idle poll."""
+        if self._watch_fd is not None:
+            from queuectl.filewatch import drain
+
+            drain(self._watch_fd)  # before looking, so a write after this wakes the next wait
         version = self._run("PRAGMA data_version").fetchone()[0]
         changed = version != self._data_version
         self._data_version = version
         return changed
 
     def close(self) -> None:
+        if self._watch_fd is not None:
+            os.close(self._watch_fd)
+            self._watch_fd = None
         self.conn.close()
 
     def describe(self) -> str:
