@@ -8,7 +8,8 @@ queue can beat.
 
 Idle CPU: utime + stime of the whole tree (supervisor, workers, their guardians) over a window,
 as % of one core. The baseline, measured in the same window: two bare Python processes polling
-`PRAGMA data_version` every 20 ms, the mechanism the idle workers use.
+`PRAGMA data_version` every 20 ms, what idle workers did before they blocked on inotify of the
+WAL file (DECISIONS.md 23).
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from queuectl.watchdog import Watchdog
 
 IDLE_CHECK_SECONDS = 0.02  # how often an idle worker asks whether anything changed, when it asks
 SETTLE_SECONDS = 1.0  # how long it keeps asking after the database said it was written to
+SETTLE_FIRST_PAUSE = 0.001  # the first of those asks, doubling up to IDLE_CHECK_SECONDS
 MAINTENANCE_SECONDS = 2.0  # recovery scan and stop-flag check, at the latest this often
 OUTPUT_FLUSH_SECONDS = 1.0  # how stale `logs -f` may be for a running job
 CANCEL_CHECK_SECONDS = 0.25  # a running job looks for a cancel at most this often
@@ -380,6 +381,7 @@ class Worker:
         on PostgreSQL), block on it; else ask every IDLE_CHECK_SECONDS."""
         give_up = time.monotonic() + self.settings["poll-seconds"]
         polling_until = 0.0
+        pause = IDLE_CHECK_SECONDS
         while self.stops.level == RUNNING:
             now = time.monotonic()
             left = give_up - now
@@ -387,13 +389,16 @@ class Worker:
                 return
             change_fd = self.store.db.change_fd()
             if change_fd is None or now < polling_until:
-                self._sleep(min(IDLE_CHECK_SECONDS, left))
+                self._sleep(min(pause, left))
+                pause = min(pause * 2, IDLE_CHECK_SECONDS)
             else:
                 self._sleep(left, change_fd)
                 # A SQLite writer's last write to the WAL file comes before its commit is
                 # visible (it still syncs, then publishes in shared memory, which makes no
-                # event): after a wake, keep asking for a while instead of waiting again.
+                # event): after a wake, keep asking for a while instead of waiting again,
+                # soon at first (a sync takes milliseconds), then every IDLE_CHECK_SECONDS.
                 polling_until = time.monotonic() + SETTLE_SECONDS
+                pause = SETTLE_FIRST_PAUSE
             if self.store.db.changed():
                 return
 
