@@ -258,7 +258,9 @@ class Worker:
         next_cancel_check = now_mono + CANCEL_CHECK_SECONDS
         timeout = job.timeout or self.settings["job-timeout"] or None
         deadline = started + timeout if timeout else None
-        self.store.db.changed()
+        # No changed() here to start the cancel checks afresh: the first check then asks the
+        # database once whether a cancel came (commits surely happened since the last look),
+        # and a job shorter than CANCEL_CHECK_SECONDS costs nothing.
         while running.poll() is None:
             wait = min(next_beat, next_flush, next_cancel_check) - time.monotonic()
             if deadline is not None:
