@@ -66,6 +66,28 @@ def test_id_rejections(value):
     rejects({**OK, "id": value}, "id")
 
 
+@pytest.mark.parametrize("field, value", [("id", "job1\n"), ("queue", "builds\n"),
+                                          ("env", {"NAME\n": "x"})])
+def test_a_final_newline_does_not_slip_past_a_name_rule(field, value):
+    # `$` matches before a final newline: "job1\n" was stored as an id nobody could type.
+    rejects({**OK, field: value}, field)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("command", "echo \ud800"), ("unique_key", "k\udfff"), ("cwd", "/srv/\udc80"),
+    ("env", {"A": "\ud800"}), ("run_at", "2026-01-01T00:00:00\ud800"), ("id", "a\ud800"),
+])
+def test_lone_surrogates_are_refused(field, value):
+    # JSON "\\ud800" decodes to a lone surrogate: no UTF-8 form, so SQLite raised
+    # UnicodeEncodeError (a traceback) when it was stored.
+    rejects({**OK, field: value}, field)
+
+
+@pytest.mark.parametrize("field", ["timeout", "delay"])
+def test_durations_are_ascii_digits(field):
+    rejects({**OK, field: "\u0663s"}, field)  # ARABIC-INDIC DIGIT THREE
+
+
 @pytest.mark.parametrize("value", ["a", "job1", "A.b_c:d@e+f-g", "9" * 128])
 def test_id_accepted(value):
     assert parse_job_spec({**OK, "id": value}).id == value
