@@ -456,6 +456,8 @@ def _flag_fields(args) -> dict[str, Any]:
         if value is not None:
             fields[flag] = value
     if "cwd" in fields:
+        if not fields["cwd"]:  # `--cwd "$DIR"` with DIR unset: not "here"
+            raise InputError("--cwd is empty; give a directory")
         fields["cwd"] = os.path.abspath(fields["cwd"])
     if args.env:
         env = {}
