@@ -307,3 +307,43 @@ def test_any_spec_like_object_gives_a_job_or_an_input_error(spec):
     except InputError:
         return
     _check_accepted(job)
+
+
+# -- property: a valid spec comes out exactly as it went in -------------------------------
+
+valid_specs = st.fixed_dictionaries(
+    {"command": st.text(min_size=1, max_size=20).filter(
+        lambda c: c.strip() and "\0" not in c and not re.search("[\ud800-\udfff]", c))},
+    optional={
+        "id": st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}\Z"),
+        "max_retries": st.integers(0, 2**31 - 1),
+        "priority": st.integers(-(2**31), 2**31 - 1),
+        "queue": st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z"),
+        "delay": st.floats(0, 100 * 365 * 86400) | st.integers(0, 100 * 365 * 86400),
+        "timeout": st.floats(1e-9, 100 * 365 * 86400),
+        "env": st.dictionaries(st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_]{0,10}\Z"),
+                               st.text(max_size=5).filter(
+                                   lambda v: "\0" not in v
+                                   and not re.search("[\ud800-\udfff]", v)), max_size=3),
+        "cwd": st.text(max_size=10).map(lambda t: "/" + t).filter(
+            lambda v: "\0" not in v and not re.search("[\ud800-\udfff]", v)),
+        "unique_key": st.text(min_size=1, max_size=10).filter(
+            lambda v: "\0" not in v and not re.search("[\ud800-\udfff]", v)),
+    },
+)
+
+
+@settings(max_examples=500)
+@given(valid_specs)
+def test_a_valid_spec_is_taken_exactly_as_given(spec):
+    job = parse_job_spec(spec)
+    assert job.command == spec["command"]
+    assert job.id == spec.get("id")
+    assert job.max_retries == spec.get("max_retries")
+    assert job.priority == spec.get("priority", 0)
+    assert job.queue == spec.get("queue", "default")
+    assert job.delay == spec.get("delay")
+    assert job.timeout == spec.get("timeout")
+    assert job.env == spec.get("env", {})
+    assert job.cwd == spec.get("cwd")
+    assert job.unique_key == spec.get("unique_key")
