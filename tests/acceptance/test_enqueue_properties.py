@@ -24,7 +24,7 @@ from .helpers import assert_one_error_line
 
 pytestmark = pytest.mark.timeout(300)
 
-EXAMPLES = int(os.environ.get("QUEUECTL_CLI_EXAMPLES", "40"))  # ~15 s on SQLite, 2 cores
+EXAMPLES = int(os.environ.get("QUEUECTL_CLI_EXAMPLES", "30"))  # ~12 s on SQLite, 2 cores
 DEFAULT_MAX_RETRIES = 3
 FIELDS = ("id", "command", "max_retries", "priority", "queue", "run_at", "delay", "timeout",
           "cwd", "env", "unique_key", "state", "attempts", "created_at", "updated_at")

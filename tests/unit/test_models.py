@@ -333,7 +333,7 @@ valid_specs = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=500)
+@settings(max_examples=300)
 @given(valid_specs)
 def test_a_valid_spec_is_taken_exactly_as_given(spec):
     job = parse_job_spec(spec)
