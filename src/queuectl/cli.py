@@ -151,6 +151,9 @@ def build_parser(wanted: str | None = None) -> Parser:
     p.add_argument("--queue", metavar="A,B",
                    help="serve only these queues (comma-separated; default: all)")
     p.add_argument("--quiet", "-q", action="store_true", help="log nothing but errors")
+    p.add_argument("--allow-shared-db", action="store_true",
+                   help="run even though other users can write the SQLite queue (and so run "
+                   "commands as you); also $QUEUECTL_ALLOW_SHARED_DB=1")
     p.set_defaults(func=cmd_worker_start)
     p = _command(
         wsub, "stop",
@@ -456,6 +459,8 @@ def _flag_fields(args) -> dict[str, Any]:
         if value is not None:
             fields[flag] = value
     if "cwd" in fields:
+        if not fields["cwd"]:  # `--cwd "$DIR"` with DIR unset: not "here"
+            raise InputError("--cwd is empty; give a directory")
         fields["cwd"] = os.path.abspath(fields["cwd"])
     if args.env:
         env = {}
@@ -525,6 +530,10 @@ def cmd_worker_start(args) -> int:
         for name in queues:
             parse_job_spec({"command": "true", "queue": name})  # same rule as for jobs
     target = resolve_target(getattr(args, "db", None))
+    from queuectl.trust import check_worker_database, drop_private_env
+
+    check_worker_database(target, allow=args.allow_shared_db)  # before the file is touched
+    drop_private_env()
     open_store(target, durable=False).close()  # fail here, once, before forking
     return Supervisor(target, args.count, burst=args.burst, queues=queues,
                       verbose=not args.quiet).run()

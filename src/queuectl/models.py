@@ -27,9 +27,10 @@ PENDING, PROCESSING, COMPLETED, FAILED, DEAD, CANCELLED = (
 STATES = (PENDING, PROCESSING, COMPLETED, FAILED, DEAD, CANCELLED)
 TERMINAL_STATES = frozenset({COMPLETED, DEAD, CANCELLED})
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}$")
-_QUEUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Matched with fullmatch: `$` would also match before a final newline, letting "job1\n" in.
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}")
+_QUEUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # Fields a user may set when enqueueing. The read-only fields of the published job format
 # (state, attempts, created_at, updated_at) are also accepted when they describe a new job, so
@@ -158,12 +159,27 @@ def _int(spec: dict, name: str, where: str, minimum: int = -INT_MAX - 1) -> int 
     return value
 
 
+def _is_text(value: Any) -> bool:
+    """A string every backend stores and every exec passes on: no NUL, and no lone surrogate
+    (JSON's "\\ud800" decodes to one; it has no UTF-8 form, so SQLite would refuse it)."""
+    if not isinstance(value, str) or "\0" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _str(spec: dict, name: str, where: str) -> str | None:
     value = spec.get(name)
     if value is None:
         return None
     if not isinstance(value, str):
         raise InputError(f"{where}{name!r} must be a string, got {value!r}")
+    if not _is_text(value):
+        raise InputError(f"{where}{name!r} must be text without NUL bytes or lone surrogates, "
+                         f"got {value!r}")
     return value
 
 
@@ -214,9 +230,11 @@ def parse_job_spec(spec: Any, index: int | None = None) -> NewJob:
         raise InputError(f"{where}'command' is empty")
     if "\0" in command:
         raise InputError(f"{where}'command' contains a NUL byte")
+    if not _is_text(command):
+        raise InputError(f"{where}'command' holds a lone surrogate, which is not text")
 
     job_id = _str(spec, "id", where)
-    if job_id is not None and not _ID.match(job_id):
+    if job_id is not None and not _ID.fullmatch(job_id):
         raise InputError(
             f"{where}'id' {job_id!r} is not valid: use 1-128 letters, digits or _.:@+- "
             "starting with a letter or digit"
@@ -224,7 +242,7 @@ def parse_job_spec(spec: Any, index: int | None = None) -> NewJob:
 
     queue = _str(spec, "queue", where)
     queue = "default" if queue is None else queue
-    if not _QUEUE.match(queue):
+    if not _QUEUE.fullmatch(queue):
         raise InputError(f"{where}'queue' {queue!r} is not valid: use letters, digits or _.-")
 
     run_at = None
@@ -244,7 +262,7 @@ def parse_job_spec(spec: Any, index: int | None = None) -> NewJob:
     if not isinstance(env, dict):
         raise InputError(f"{where}'env' must be an object of NAME: value strings")
     for name, value in env.items():
-        if not _ENV_NAME.match(name) or not isinstance(value, str) or "\0" in value:
+        if not _ENV_NAME.fullmatch(name) or not _is_text(value):
             raise InputError(f"{where}'env' entry {name!r} must be NAME: 'string value'")
 
     cwd = _str(spec, "cwd", where)

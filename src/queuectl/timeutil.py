@@ -3,7 +3,8 @@
 import re
 import time
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+# ASCII: \d would also take other scripts' digits ("٣s"), which float() reads as numbers.
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", re.ASCII)
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
@@ -44,7 +45,7 @@ def parse_iso(text: str) -> float:
 
 def parse_duration(text: str) -> float:
     """'30s', '5m', '2h', '7d', '250ms' or a bare number of seconds."""
-    match = _DURATION.match(str(text))
+    match = _DURATION.fullmatch(str(text))
     if not match:
         raise ValueError(f"{text!r} is not a duration (like 30s, 5m, 2h, 7d)")
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]

@@ -66,6 +66,28 @@ def test_id_rejections(value):
     rejects({**OK, "id": value}, "id")
 
 
+@pytest.mark.parametrize("field, value", [("id", "job1\n"), ("queue", "builds\n"),
+                                          ("env", {"NAME\n": "x"})])
+def test_a_final_newline_does_not_slip_past_a_name_rule(field, value):
+    # `$` matches before a final newline: "job1\n" was stored as an id nobody could type.
+    rejects({**OK, field: value}, field)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("command", "echo \ud800"), ("unique_key", "k\udfff"), ("cwd", "/srv/\udc80"),
+    ("env", {"A": "\ud800"}), ("run_at", "2026-01-01T00:00:00\ud800"), ("id", "a\ud800"),
+])
+def test_lone_surrogates_are_refused(field, value):
+    # JSON "\\ud800" decodes to a lone surrogate: no UTF-8 form, so SQLite raised
+    # UnicodeEncodeError (a traceback) when it was stored.
+    rejects({**OK, field: value}, field)
+
+
+@pytest.mark.parametrize("field", ["timeout", "delay"])
+def test_durations_are_ascii_digits(field):
+    rejects({**OK, field: "\u0663s"}, field)  # ARABIC-INDIC DIGIT THREE
+
+
 @pytest.mark.parametrize("value", ["a", "job1", "A.b_c:d@e+f-g", "9" * 128])
 def test_id_accepted(value):
     assert parse_job_spec({**OK, "id": value}).id == value
@@ -285,3 +307,43 @@ def test_any_spec_like_object_gives_a_job_or_an_input_error(spec):
     except InputError:
         return
     _check_accepted(job)
+
+
+# -- property: a valid spec comes out exactly as it went in -------------------------------
+
+valid_specs = st.fixed_dictionaries(
+    {"command": st.text(min_size=1, max_size=20).filter(
+        lambda c: c.strip() and "\0" not in c and not re.search("[\ud800-\udfff]", c))},
+    optional={
+        "id": st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}\Z"),
+        "max_retries": st.integers(0, 2**31 - 1),
+        "priority": st.integers(-(2**31), 2**31 - 1),
+        "queue": st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z"),
+        "delay": st.floats(0, 100 * 365 * 86400) | st.integers(0, 100 * 365 * 86400),
+        "timeout": st.floats(1e-9, 100 * 365 * 86400),
+        "env": st.dictionaries(st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_]{0,10}\Z"),
+                               st.text(max_size=5).filter(
+                                   lambda v: "\0" not in v
+                                   and not re.search("[\ud800-\udfff]", v)), max_size=3),
+        "cwd": st.text(max_size=10).map(lambda t: "/" + t).filter(
+            lambda v: "\0" not in v and not re.search("[\ud800-\udfff]", v)),
+        "unique_key": st.text(min_size=1, max_size=10).filter(
+            lambda v: "\0" not in v and not re.search("[\ud800-\udfff]", v)),
+    },
+)
+
+
+@settings(max_examples=300)
+@given(valid_specs)
+def test_a_valid_spec_is_taken_exactly_as_given(spec):
+    job = parse_job_spec(spec)
+    assert job.command == spec["command"]
+    assert job.id == spec.get("id")
+    assert job.max_retries == spec.get("max_retries")
+    assert job.priority == spec.get("priority", 0)
+    assert job.queue == spec.get("queue", "default")
+    assert job.delay == spec.get("delay")
+    assert job.timeout == spec.get("timeout")
+    assert job.env == spec.get("env", {})
+    assert job.cwd == spec.get("cwd")
+    assert job.unique_key == spec.get("unique_key")
