@@ -136,6 +136,18 @@ ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
                            AND state IN ('pending', 'failed', 'processing')
 DO NOTHING
 
+-- name: insert_job_batch
+-- Run once per job of a batch (executemany) for jobs without a unique_key: a taken id fails
+-- the whole batch (the connector undoes it), and the store names the id.
+INSERT INTO jobs (id, command, state, attempts, max_retries, created_at, updated_at, run_at,
+                  priority, queue, timeout, cwd, env)
+VALUES (:id, :command, 'pending', 0, :max_retries, :now, :now, :run_at,
+        :priority, :queue, :timeout, :cwd, :env)
+
+-- name: notify_new_jobs
+-- Nothing to do: SQLite workers see new commits through PRAGMA data_version.
+SELECT 1
+
 -- name: live_job_with_key
 SELECT id FROM jobs
 WHERE unique_key = :unique_key AND state IN ('pending', 'failed', 'processing')
