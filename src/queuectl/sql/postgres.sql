@@ -111,6 +111,153 @@ CREATE INDEX jobs_finished ON jobs (finished_at) WHERE state IN ('completed', 'd
 -- index each of them scans every run ever recorded.
 CREATE INDEX attempts_finished ON attempts (finished_at);
 
+-- name: migration_4
+-- Job counts per queue and state, kept by triggers, so `status`, /metrics and the dashboard
+-- read a handful of rows instead of counting every job ever kept (DECISIONS.md §22).
+-- Several workers change states at once here, and a counter row stays locked from the
+-- change to the commit: one row per queue would make every claim and finish wait for the
+-- others. So each connection adds its changes to its own shard (backend pid mod 16) and a
+-- count is the sum over the shards. One shard's values mean nothing on their own (they go
+-- negative when a job counted in one shard finishes in another); only the sums do.
+CREATE TABLE job_counts (
+    queue      TEXT NOT NULL,
+    shard      INTEGER NOT NULL,
+    pending    BIGINT NOT NULL DEFAULT 0,
+    processing BIGINT NOT NULL DEFAULT 0,
+    completed  BIGINT NOT NULL DEFAULT 0,
+    failed     BIGINT NOT NULL DEFAULT 0,
+    dead       BIGINT NOT NULL DEFAULT 0,
+    cancelled  BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (queue, shard)
+);
+
+INSERT INTO job_counts (queue, shard, pending, processing, completed, failed,
+                                  dead, cancelled)
+SELECT queue, 0,
+    count(*) FILTER (WHERE state = 'pending'),
+    count(*) FILTER (WHERE state = 'processing'),
+    count(*) FILTER (WHERE state = 'completed'),
+    count(*) FILTER (WHERE state = 'failed'),
+    count(*) FILTER (WHERE state = 'dead'),
+    count(*) FILTER (WHERE state = 'cancelled')
+FROM jobs GROUP BY queue;
+
+-- Inserts and deletes come in batches (a bulk enqueue, a purge): counted once per statement.
+CREATE FUNCTION queuectl_count_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO job_counts AS c (queue, shard, pending, processing, completed, failed,
+                                  dead, cancelled)
+    SELECT queue, mod(pg_backend_pid(), 16),
+        count(*) FILTER (WHERE state = 'pending'),
+        count(*) FILTER (WHERE state = 'processing'),
+        count(*) FILTER (WHERE state = 'completed'),
+        count(*) FILTER (WHERE state = 'failed'),
+        count(*) FILTER (WHERE state = 'dead'),
+        count(*) FILTER (WHERE state = 'cancelled')
+    FROM inserted GROUP BY queue ORDER BY queue
+    ON CONFLICT (queue, shard) DO UPDATE SET
+        pending = c.pending + excluded.pending,
+        processing = c.processing + excluded.processing,
+        completed = c.completed + excluded.completed,
+        failed = c.failed + excluded.failed,
+        dead = c.dead + excluded.dead,
+        cancelled = c.cancelled + excluded.cancelled;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION queuectl_count_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO job_counts AS c (queue, shard, pending, processing, completed, failed,
+                                  dead, cancelled)
+    SELECT queue, mod(pg_backend_pid(), 16),
+        -count(*) FILTER (WHERE state = 'pending'),
+        -count(*) FILTER (WHERE state = 'processing'),
+        -count(*) FILTER (WHERE state = 'completed'),
+        -count(*) FILTER (WHERE state = 'failed'),
+        -count(*) FILTER (WHERE state = 'dead'),
+        -count(*) FILTER (WHERE state = 'cancelled')
+    FROM deleted GROUP BY queue ORDER BY queue
+    ON CONFLICT (queue, shard) DO UPDATE SET
+        pending = c.pending + excluded.pending,
+        processing = c.processing + excluded.processing,
+        completed = c.completed + excluded.completed,
+        failed = c.failed + excluded.failed,
+        dead = c.dead + excluded.dead,
+        cancelled = c.cancelled + excluded.cancelled;
+    RETURN NULL;
+END
+$$;
+
+-- A state change (the claim, every finish) is one job: counted per row, one upsert.
+CREATE FUNCTION queuectl_count_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.queue = NEW.queue THEN
+        INSERT INTO job_counts AS c (queue, shard, pending, processing, completed, failed,
+                                  dead, cancelled)
+        VALUES (NEW.queue, mod(pg_backend_pid(), 16),
+            (NEW.state = 'pending')::int - (OLD.state = 'pending')::int,
+            (NEW.state = 'processing')::int - (OLD.state = 'processing')::int,
+            (NEW.state = 'completed')::int - (OLD.state = 'completed')::int,
+            (NEW.state = 'failed')::int - (OLD.state = 'failed')::int,
+            (NEW.state = 'dead')::int - (OLD.state = 'dead')::int,
+            (NEW.state = 'cancelled')::int - (OLD.state = 'cancelled')::int)
+        ON CONFLICT (queue, shard) DO UPDATE SET
+            pending = c.pending + excluded.pending,
+            processing = c.processing + excluded.processing,
+            completed = c.completed + excluded.completed,
+            failed = c.failed + excluded.failed,
+            dead = c.dead + excluded.dead,
+            cancelled = c.cancelled + excluded.cancelled;
+    ELSE
+        INSERT INTO job_counts AS c (queue, shard, pending, processing, completed, failed,
+                                  dead, cancelled)
+        VALUES (OLD.queue, mod(pg_backend_pid(), 16),
+            -(OLD.state = 'pending')::int,
+            -(OLD.state = 'processing')::int,
+            -(OLD.state = 'completed')::int,
+            -(OLD.state = 'failed')::int,
+            -(OLD.state = 'dead')::int,
+            -(OLD.state = 'cancelled')::int)
+        ON CONFLICT (queue, shard) DO UPDATE SET
+            pending = c.pending + excluded.pending,
+            processing = c.processing + excluded.processing,
+            completed = c.completed + excluded.completed,
+            failed = c.failed + excluded.failed,
+            dead = c.dead + excluded.dead,
+            cancelled = c.cancelled + excluded.cancelled;
+        INSERT INTO job_counts AS c (queue, shard, pending, processing, completed, failed,
+                                  dead, cancelled)
+        VALUES (NEW.queue, mod(pg_backend_pid(), 16),
+            (NEW.state = 'pending')::int,
+            (NEW.state = 'processing')::int,
+            (NEW.state = 'completed')::int,
+            (NEW.state = 'failed')::int,
+            (NEW.state = 'dead')::int,
+            (NEW.state = 'cancelled')::int)
+        ON CONFLICT (queue, shard) DO UPDATE SET
+            pending = c.pending + excluded.pending,
+            processing = c.processing + excluded.processing,
+            completed = c.completed + excluded.completed,
+            failed = c.failed + excluded.failed,
+            dead = c.dead + excluded.dead,
+            cancelled = c.cancelled + excluded.cancelled;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER jobs_counted_on_insert AFTER INSERT ON jobs
+    REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION queuectl_count_inserted();
+CREATE TRIGGER jobs_counted_on_delete AFTER DELETE ON jobs
+    REFERENCING OLD TABLE AS deleted
+    FOR EACH STATEMENT EXECUTE FUNCTION queuectl_count_deleted();
+CREATE TRIGGER jobs_counted_on_update AFTER UPDATE OF state, queue ON jobs
+    FOR EACH ROW
+    WHEN (OLD.state IS DISTINCT FROM NEW.state OR OLD.queue IS DISTINCT FROM NEW.queue)
+    EXECUTE FUNCTION queuectl_count_updated();
+
 -- name: schema_table_exists
 SELECT 1 FROM information_schema.tables
 WHERE table_schema = current_schema() AND table_name = 'queuectl_meta'
@@ -316,10 +463,28 @@ ORDER BY seq DESC LIMIT %(limit)s
 SELECT id, state FROM jobs WHERE id IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb))
 
 -- name: count_by_state
-SELECT state, COUNT(*) AS n FROM jobs GROUP BY state
+-- From the counts migration_4's triggers keep: a few rows, however many jobs.
+SELECT COALESCE(SUM(pending), 0)::BIGINT AS pending,
+       COALESCE(SUM(processing), 0)::BIGINT AS processing,
+       COALESCE(SUM(completed), 0)::BIGINT AS completed,
+       COALESCE(SUM(failed), 0)::BIGINT AS failed,
+       COALESCE(SUM(dead), 0)::BIGINT AS dead,
+       COALESCE(SUM(cancelled), 0)::BIGINT AS cancelled
+FROM job_counts
 
 -- name: count_by_queue_and_state
-SELECT queue, state, COUNT(*) AS n FROM jobs GROUP BY queue, state
+-- A queue is listed while it holds a job (its counts row stays once it is empty).
+SELECT queue,
+       SUM(pending)::BIGINT AS pending,
+       SUM(processing)::BIGINT AS processing,
+       SUM(completed)::BIGINT AS completed,
+       SUM(failed)::BIGINT AS failed,
+       SUM(dead)::BIGINT AS dead,
+       SUM(cancelled)::BIGINT AS cancelled
+FROM job_counts
+GROUP BY queue
+HAVING SUM(pending + processing + completed + failed + dead + cancelled) > 0
+ORDER BY queue
 
 -- name: attempt_history
 -- Runs that finished since a cut-off, with what stats.py needs to tell how long each waited:

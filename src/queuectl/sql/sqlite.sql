@@ -108,6 +108,98 @@ CREATE INDEX jobs_finished ON jobs (finished_at) WHERE state IN ('completed', 'd
 -- index each of them scans every run ever recorded.
 CREATE INDEX attempts_finished ON attempts (finished_at);
 
+-- name: migration_4
+-- Job counts per queue and state, kept by triggers, so `status`, /metrics and the dashboard
+-- read a handful of rows instead of counting every job ever kept (DECISIONS.md §22). Same
+-- shape as on PostgreSQL, where `shard` spreads the writers over several rows; SQLite has
+-- one writer at a time, so it is always 0 here.
+CREATE TABLE job_counts (
+    queue      TEXT NOT NULL,
+    shard      INTEGER NOT NULL,
+    pending    INTEGER NOT NULL DEFAULT 0,
+    processing INTEGER NOT NULL DEFAULT 0,
+    completed  INTEGER NOT NULL DEFAULT 0,
+    failed     INTEGER NOT NULL DEFAULT 0,
+    dead       INTEGER NOT NULL DEFAULT 0,
+    cancelled  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (queue, shard)
+);
+
+INSERT INTO job_counts (queue, shard, pending, processing, completed, failed,
+                                  dead, cancelled)
+SELECT queue, 0,
+    SUM(state = 'pending'),
+    SUM(state = 'processing'),
+    SUM(state = 'completed'),
+    SUM(state = 'failed'),
+    SUM(state = 'dead'),
+    SUM(state = 'cancelled')
+FROM jobs GROUP BY queue;
+
+CREATE TRIGGER jobs_counted_on_insert AFTER INSERT ON jobs BEGIN
+    INSERT INTO job_counts (queue, shard, pending, processing, completed, failed,
+                                  dead, cancelled)
+    VALUES (NEW.queue, 0, NEW.state = 'pending', NEW.state = 'processing',
+            NEW.state = 'completed', NEW.state = 'failed', NEW.state = 'dead',
+            NEW.state = 'cancelled')
+    ON CONFLICT (queue, shard) DO UPDATE SET
+        pending = pending + excluded.pending,
+        processing = processing + excluded.processing,
+        completed = completed + excluded.completed,
+        failed = failed + excluded.failed,
+        dead = dead + excluded.dead,
+        cancelled = cancelled + excluded.cancelled;
+END;
+
+-- The claim and every finish change a job's state: one small UPDATE here per change.
+CREATE TRIGGER jobs_counted_on_update AFTER UPDATE OF state ON jobs
+WHEN OLD.state <> NEW.state AND OLD.queue = NEW.queue BEGIN
+    UPDATE job_counts SET
+        pending = pending + (NEW.state = 'pending') - (OLD.state = 'pending'),
+        processing = processing + (NEW.state = 'processing') - (OLD.state = 'processing'),
+        completed = completed + (NEW.state = 'completed') - (OLD.state = 'completed'),
+        failed = failed + (NEW.state = 'failed') - (OLD.state = 'failed'),
+        dead = dead + (NEW.state = 'dead') - (OLD.state = 'dead'),
+        cancelled = cancelled + (NEW.state = 'cancelled') - (OLD.state = 'cancelled')
+    WHERE queue = NEW.queue AND shard = 0;
+END;
+
+-- Nothing moves a job to another queue today; should anything, the counts follow.
+CREATE TRIGGER jobs_counted_on_move AFTER UPDATE OF queue ON jobs
+WHEN OLD.queue <> NEW.queue BEGIN
+    UPDATE job_counts SET
+        pending = pending - (OLD.state = 'pending'),
+        processing = processing - (OLD.state = 'processing'),
+        completed = completed - (OLD.state = 'completed'),
+        failed = failed - (OLD.state = 'failed'),
+        dead = dead - (OLD.state = 'dead'),
+        cancelled = cancelled - (OLD.state = 'cancelled')
+    WHERE queue = OLD.queue AND shard = 0;
+    INSERT INTO job_counts (queue, shard, pending, processing, completed, failed,
+                                  dead, cancelled)
+    VALUES (NEW.queue, 0, NEW.state = 'pending', NEW.state = 'processing',
+            NEW.state = 'completed', NEW.state = 'failed', NEW.state = 'dead',
+            NEW.state = 'cancelled')
+    ON CONFLICT (queue, shard) DO UPDATE SET
+        pending = pending + excluded.pending,
+        processing = processing + excluded.processing,
+        completed = completed + excluded.completed,
+        failed = failed + excluded.failed,
+        dead = dead + excluded.dead,
+        cancelled = cancelled + excluded.cancelled;
+END;
+
+CREATE TRIGGER jobs_counted_on_delete AFTER DELETE ON jobs BEGIN
+    UPDATE job_counts SET
+        pending = pending - (OLD.state = 'pending'),
+        processing = processing - (OLD.state = 'processing'),
+        completed = completed - (OLD.state = 'completed'),
+        failed = failed - (OLD.state = 'failed'),
+        dead = dead - (OLD.state = 'dead'),
+        cancelled = cancelled - (OLD.state = 'cancelled')
+    WHERE queue = OLD.queue AND shard = 0;
+END;
+
 -- name: schema_table_exists
 SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'queuectl_meta'
 
@@ -285,10 +377,28 @@ SELECT * FROM jobs WHERE state = :state AND queue = :queue ORDER BY seq DESC LIM
 SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))
 
 -- name: count_by_state
-SELECT state, COUNT(*) AS n FROM jobs GROUP BY state
+-- From the counts migration_4's triggers keep: a few rows, however many jobs.
+SELECT COALESCE(SUM(pending), 0) AS pending,
+       COALESCE(SUM(processing), 0) AS processing,
+       COALESCE(SUM(completed), 0) AS completed,
+       COALESCE(SUM(failed), 0) AS failed,
+       COALESCE(SUM(dead), 0) AS dead,
+       COALESCE(SUM(cancelled), 0) AS cancelled
+FROM job_counts
 
 -- name: count_by_queue_and_state
-SELECT queue, state, COUNT(*) AS n FROM jobs GROUP BY queue, state
+-- A queue is listed while it holds a job (its counts row stays once it is empty).
+SELECT queue,
+       SUM(pending) AS pending,
+       SUM(processing) AS processing,
+       SUM(completed) AS completed,
+       SUM(failed) AS failed,
+       SUM(dead) AS dead,
+       SUM(cancelled) AS cancelled
+FROM job_counts
+GROUP BY queue
+HAVING SUM(pending + processing + completed + failed + dead + cancelled) > 0
+ORDER BY queue
 
 -- name: attempt_history
 -- Runs that finished since a cut-off, with what stats.py needs to tell how long each waited:

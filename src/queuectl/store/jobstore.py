@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from queuectl.store.connector import Connector
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BATCH = 5000  # jobs per insert_job_batch call: bounds the memory of a huge --file
 
 
@@ -507,15 +507,13 @@ class JobStore:
         return {job_id: found[job_id] for job_id in job_ids}
 
     def counts(self) -> dict[str, int]:
-        found = {r["state"]: r["n"] for r in self.db.fetch_all("count_by_state")}
-        return {state: found.get(state, 0) for state in STATES}
+        row = self.db.fetch_one("count_by_state") or {}
+        return {state: int(row.get(state) or 0) for state in STATES}
 
     def counts_by_queue(self) -> dict[str, dict[str, int]]:
         """{queue: {state: jobs}}, every state present (0 when none)."""
-        found: dict[str, dict[str, int]] = {}
-        for r in self.db.fetch_all("count_by_queue_and_state"):
-            found.setdefault(r["queue"], dict.fromkeys(STATES, 0))[r["state"]] = r["n"]
-        return dict(sorted(found.items()))
+        return {r["queue"]: {state: int(r[state]) for state in STATES}
+                for r in self.db.fetch_all("count_by_queue_and_state")}
 
     def page(self, state: str | None, queue: str | None, text: str | None,
              before: int | None, limit: int) -> tuple[list[Job], int | None]:
