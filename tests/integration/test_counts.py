@@ -4,6 +4,7 @@ and a queue created before migration 4 must be upgraded in place with its counts
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 import pytest
@@ -139,3 +140,27 @@ def test_migration_4_backfills_sqlite_counts(tmp_path, rows):
         assert store.counts()["completed"] == rows
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("name, index", [
+    ("list_jobs_in_state", "jobs_by_state_but_completed (state=?)"),
+    ("page_jobs_in_state", "jobs_by_state_but_completed (state=? AND seq<?)"),
+    ("dlq_list", "jobs_by_state_but_completed (state=?)"),
+    ("dlq_retry_all", "jobs_by_state_but_completed (state=?)"),
+    ("live_workers", "jobs_by_state_but_completed (state=?)"),
+    ("purge_jobs", "jobs_finished (finished_at<?)"),
+])
+def test_reads_by_state_seek_an_index_on_sqlite(sqlite_database, name, index):
+    """With a million completed jobs kept, a list of the few jobs in another state, the DLQ,
+    the workers' current jobs and each purge batch must not step over all of them."""
+    store = open_store(sqlite_database)
+    try:
+        query = store.db.queries[name]
+        params = dict.fromkeys(re.findall(r"(?<!:):(\w+)", query))
+        params.update(state="dead", states='["completed"]')
+        plan = [row[3] for row in store.db.conn.execute("EXPLAIN QUERY PLAN " + query, params)]
+    finally:
+        store.close()
+    assert any(index in step for step in plan), plan
+    assert not any(re.match(r"SCAN (jobs|j)\b", step) or "AUTOMATIC" in step
+                   for step in plan), plan

@@ -258,6 +258,14 @@ CREATE TRIGGER jobs_counted_on_update AFTER UPDATE OF state, queue ON jobs
     WHEN (OLD.state IS DISTINCT FROM NEW.state OR OLD.queue IS DISTINCT FROM NEW.queue)
     EXECUTE FUNCTION queuectl_count_updated();
 
+-- jobs_by_state (state, seq) was rewritten at every state change of every job, and its
+-- completed part, nearly all of it, grew by one entry per finished job. Counts no longer
+-- need it; lists do, but a list of completed jobs walks the primary key from the newest job
+-- instead (recent jobs are mostly completed ones), so the index leaves completed jobs out:
+-- a job that completes drops out of it and is never added back.
+DROP INDEX jobs_by_state;
+CREATE INDEX jobs_by_state_but_completed ON jobs (state, seq) WHERE state <> 'completed';
+
 -- name: schema_table_exists
 SELECT 1 FROM information_schema.tables
 WHERE table_schema = current_schema() AND table_name = 'queuectl_meta'
@@ -447,16 +455,19 @@ ON CONFLICT (job_id, run) DO NOTHING
 SELECT * FROM jobs WHERE id = %(id)s
 
 -- name: list_jobs
-SELECT * FROM jobs ORDER BY seq DESC LIMIT %(limit)s
+-- Newest first, walking the primary key backwards: also serves completed jobs (which
+-- jobs_by_state_but_completed leaves out), as the newest jobs are mostly completed ones.
+SELECT * FROM jobs
+WHERE (CAST(%(state)s AS TEXT) IS NULL OR state = %(state)s)
+  AND (CAST(%(queue)s AS TEXT) IS NULL OR queue = %(queue)s)
+ORDER BY seq DESC LIMIT %(limit)s
 
 -- name: list_jobs_in_state
-SELECT * FROM jobs WHERE state = %(state)s ORDER BY seq DESC LIMIT %(limit)s
-
--- name: list_jobs_in_queue
-SELECT * FROM jobs WHERE queue = %(queue)s ORDER BY seq DESC LIMIT %(limit)s
-
--- name: list_jobs_in_state_and_queue
-SELECT * FROM jobs WHERE state = %(state)s AND queue = %(queue)s
+-- Any state but completed, on jobs_by_state_but_completed (its condition is repeated so the
+-- planner can use it): the newest :limit of that state without a scan.
+SELECT * FROM jobs
+WHERE state = %(state)s AND state <> 'completed'
+  AND (CAST(%(queue)s AS TEXT) IS NULL OR queue = %(queue)s)
 ORDER BY seq DESC LIMIT %(limit)s
 
 -- name: states_of
@@ -515,18 +526,21 @@ SELECT MIN(run_at) AS run_at FROM jobs WHERE state IN ('pending', 'failed') AND 
 -- name: page_jobs
 -- A page of the dashboard's job list, newest first, resumed below the last seq shown (keyset
 -- paging: page 100 costs what page 1 does). Walks the primary key backwards and stops at
--- :limit matches; the text filter is a plain substring test on id and command.
+-- :limit matches; the text filter is a plain substring test on id and command. Also the
+-- page of completed jobs, which are most of the newest ones.
 SELECT * FROM jobs
 WHERE seq < %(before)s
+  AND (CAST(%(state)s AS TEXT) IS NULL OR state = %(state)s)
   AND (CAST(%(queue)s AS TEXT) IS NULL OR queue = %(queue)s)
   AND (CAST(%(text)s AS TEXT) IS NULL OR strpos(id || ' ' || command, %(text)s) > 0)
 ORDER BY seq DESC
 LIMIT %(limit)s
 
 -- name: page_jobs_in_state
--- The same in one state, on the (state, seq) index: a rare state is found without a scan.
+-- The same in one state other than completed, on jobs_by_state_but_completed: a rare state
+-- is found without a scan.
 SELECT * FROM jobs 
-WHERE state = %(state)s AND seq < %(before)s
+WHERE state = %(state)s AND state <> 'completed' AND seq < %(before)s
   AND (CAST(%(queue)s AS TEXT) IS NULL OR queue = %(queue)s)
   AND (CAST(%(text)s AS TEXT) IS NULL OR strpos(id || ' ' || command, %(text)s) > 0)
 ORDER BY seq DESC
@@ -536,8 +550,13 @@ LIMIT %(limit)s
 SELECT * FROM attempts WHERE job_id = %(job_id)s ORDER BY run
 
 -- name: dlq_list
--- NULLS LAST and the C collation give the order SQLite gives.
-SELECT * FROM dlq ORDER BY died_at DESC NULLS LAST, id COLLATE "C" LIMIT %(limit)s
+-- The dlq view's rows, read from jobs so that the planner sees the condition of
+-- jobs_by_state_but_completed and finds the dead jobs without a scan.
+SELECT id, command, attempts, max_retries, last_error, exit_code, crashes,
+       created_at, finished_at AS died_at, queue
+FROM jobs
+WHERE state = 'dead' AND state <> 'completed'
+ORDER BY died_at DESC, id LIMIT %(limit)s
 
 -- name: dlq_retry
 WITH changed AS (
@@ -555,7 +574,7 @@ WITH changed AS (
     UPDATE jobs
     SET state = 'pending', attempts = 0, crashes = 0, run_at = %(now)s, updated_at = %(now)s,
         finished_at = NULL
-    WHERE state = 'dead'
+    WHERE state = 'dead' AND state <> 'completed'  -- on jobs_by_state_but_completed
     RETURNING 1
 )
 SELECT pg_notify('queuectl', 'job') FROM changed
@@ -566,6 +585,7 @@ SELECT pg_notify('queuectl', 'job') FROM changed
 DELETE FROM output_chunks WHERE job_id IN (
     SELECT id FROM jobs
     WHERE state IN (SELECT jsonb_array_elements_text(%(states)s::jsonb))
+      AND state IN ('completed', 'dead', 'cancelled')
       AND finished_at < %(before)s
     ORDER BY finished_at, seq LIMIT %(limit)s)
 
@@ -573,6 +593,7 @@ DELETE FROM output_chunks WHERE job_id IN (
 DELETE FROM attempts WHERE job_id IN (
     SELECT id FROM jobs
     WHERE state IN (SELECT jsonb_array_elements_text(%(states)s::jsonb))
+      AND state IN ('completed', 'dead', 'cancelled')
       AND finished_at < %(before)s
     ORDER BY finished_at, seq LIMIT %(limit)s)
 
@@ -580,6 +601,7 @@ DELETE FROM attempts WHERE job_id IN (
 DELETE FROM jobs WHERE id IN (
     SELECT id FROM jobs
     WHERE state IN (SELECT jsonb_array_elements_text(%(states)s::jsonb))
+      AND state IN ('completed', 'dead', 'cancelled')
       AND finished_at < %(before)s
     ORDER BY finished_at, seq LIMIT %(limit)s)
 
@@ -617,6 +639,7 @@ SELECT pg_notify('queuectl', 'stop') FROM changed
 SELECT w.*, j.id AS current_job, j.started_at AS job_started_at
 FROM workers w
 LEFT JOIN jobs j ON j.worker_id = w.id AND j.state = 'processing'
+                 AND j.state <> 'completed'  -- on jobs_by_state_but_completed
 WHERE w.heartbeat_at >= %(alive_since)s
 ORDER BY w.started_at, w.id COLLATE "C"
 

@@ -200,6 +200,14 @@ CREATE TRIGGER jobs_counted_on_delete AFTER DELETE ON jobs BEGIN
     WHERE queue = OLD.queue AND shard = 0;
 END;
 
+-- jobs_by_state (state, seq) was rewritten at every state change of every job, and its
+-- completed part, nearly all of it, grew by one entry per finished job. Counts no longer
+-- need it; lists do, but a list of completed jobs walks the primary key from the newest job
+-- instead (recent jobs are mostly completed ones), so the index leaves completed jobs out:
+-- a job that completes drops out of it and is never added back.
+DROP INDEX jobs_by_state;
+CREATE INDEX jobs_by_state_but_completed ON jobs (state, seq) WHERE state <> 'completed';
+
 -- name: schema_table_exists
 SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'queuectl_meta'
 
@@ -362,16 +370,20 @@ ON CONFLICT (job_id, run) DO NOTHING
 SELECT * FROM jobs WHERE id = :id
 
 -- name: list_jobs
-SELECT * FROM jobs ORDER BY seq DESC LIMIT :limit
+-- Newest first, walking the primary key backwards: also serves completed jobs (which
+-- jobs_by_state_but_completed leaves out), as the newest jobs are mostly completed ones.
+SELECT * FROM jobs
+WHERE (:state IS NULL OR state = :state)
+  AND (:queue IS NULL OR queue = :queue)
+ORDER BY seq DESC LIMIT :limit
 
 -- name: list_jobs_in_state
-SELECT * FROM jobs WHERE state = :state ORDER BY seq DESC LIMIT :limit
-
--- name: list_jobs_in_queue
-SELECT * FROM jobs WHERE queue = :queue ORDER BY seq DESC LIMIT :limit
-
--- name: list_jobs_in_state_and_queue
-SELECT * FROM jobs WHERE state = :state AND queue = :queue ORDER BY seq DESC LIMIT :limit
+-- Any state but completed, on jobs_by_state_but_completed (its condition is repeated so the
+-- planner can use it): the newest :limit of that state without a scan.
+SELECT * FROM jobs
+WHERE state = :state AND state <> 'completed'
+  AND (:queue IS NULL OR queue = :queue)
+ORDER BY seq DESC LIMIT :limit
 
 -- name: states_of
 SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))
@@ -429,18 +441,21 @@ SELECT MIN(run_at) AS run_at FROM jobs WHERE state IN ('pending', 'failed') AND 
 -- name: page_jobs
 -- A page of the dashboard's job list, newest first, resumed below the last seq shown (keyset
 -- paging: page 100 costs what page 1 does). Walks the primary key backwards and stops at
--- :limit matches; the text filter is a plain substring test on id and command.
+-- :limit matches; the text filter is a plain substring test on id and command. Also the
+-- page of completed jobs, which are most of the newest ones.
 SELECT * FROM jobs
 WHERE seq < :before
+  AND (:state IS NULL OR state = :state)
   AND (:queue IS NULL OR queue = :queue)
   AND (:text IS NULL OR instr(id || ' ' || command, :text) > 0)
 ORDER BY seq DESC
 LIMIT :limit
 
 -- name: page_jobs_in_state
--- The same in one state, on the (state, seq) index: a rare state is found without a scan.
-SELECT * FROM jobs INDEXED BY jobs_by_state 
-WHERE state = :state AND seq < :before
+-- The same in one state other than completed, on jobs_by_state_but_completed: a rare state
+-- is found without a scan.
+SELECT * FROM jobs INDEXED BY jobs_by_state_but_completed 
+WHERE state = :state AND state <> 'completed' AND seq < :before
   AND (:queue IS NULL OR queue = :queue)
   AND (:text IS NULL OR instr(id || ' ' || command, :text) > 0)
 ORDER BY seq DESC
@@ -450,7 +465,13 @@ LIMIT :limit
 SELECT * FROM attempts WHERE job_id = :job_id ORDER BY run
 
 -- name: dlq_list
-SELECT * FROM dlq ORDER BY died_at DESC, id LIMIT :limit
+-- The dlq view's rows, read from jobs so that the planner sees the condition of
+-- jobs_by_state_but_completed and finds the dead jobs without a scan.
+SELECT id, command, attempts, max_retries, last_error, exit_code, crashes,
+       created_at, finished_at AS died_at, queue
+FROM jobs
+WHERE state = 'dead' AND state <> 'completed'
+ORDER BY died_at DESC, id LIMIT :limit
 
 -- name: dlq_retry
 UPDATE jobs
@@ -462,27 +483,31 @@ WHERE id = :id AND state = 'dead'
 UPDATE jobs
 SET state = 'pending', attempts = 0, crashes = 0, run_at = :now, updated_at = :now,
     finished_at = NULL
-WHERE state = 'dead'
+WHERE state = 'dead' AND state <> 'completed'  -- on jobs_by_state_but_completed
 
 -- name: purge_output
 -- purge_*: finished jobs older than a cut-off, oldest first, in bounded batches so a big purge
 -- never holds the write lock for long. Output, then history, then the jobs, in one transaction;
--- the job rows go last so the three subqueries pick the same batch.
+-- the job rows go last so the three subqueries pick the same batch. The literal list of
+-- finished states lets the planner walk jobs_finished in finish order.
 DELETE FROM output_chunks WHERE job_id IN (
     SELECT id FROM jobs
-    WHERE state IN (SELECT value FROM json_each(:states)) AND finished_at < :before
+    WHERE state IN (SELECT value FROM json_each(:states)) AND state IN ('completed', 'dead', 'cancelled')
+      AND finished_at < :before
     ORDER BY finished_at, seq LIMIT :limit)
 
 -- name: purge_attempts
 DELETE FROM attempts WHERE job_id IN (
     SELECT id FROM jobs
-    WHERE state IN (SELECT value FROM json_each(:states)) AND finished_at < :before
+    WHERE state IN (SELECT value FROM json_each(:states)) AND state IN ('completed', 'dead', 'cancelled')
+      AND finished_at < :before
     ORDER BY finished_at, seq LIMIT :limit)
 
 -- name: purge_jobs
 DELETE FROM jobs WHERE id IN (
     SELECT id FROM jobs
-    WHERE state IN (SELECT value FROM json_each(:states)) AND finished_at < :before
+    WHERE state IN (SELECT value FROM json_each(:states)) AND state IN ('completed', 'dead', 'cancelled')
+      AND finished_at < :before
     ORDER BY finished_at, seq LIMIT :limit)
 
 -- name: config_all
@@ -515,6 +540,7 @@ UPDATE workers SET stop_requested = 1 WHERE heartbeat_at >= :alive_since
 SELECT w.*, j.id AS current_job, j.started_at AS job_started_at
 FROM workers w
 LEFT JOIN jobs j ON j.worker_id = w.id AND j.state = 'processing'
+                 AND j.state <> 'completed'  -- on jobs_by_state_but_completed
 WHERE w.heartbeat_at >= :alive_since
 ORDER BY w.started_at, w.id
 

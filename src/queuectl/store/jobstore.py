@@ -487,12 +487,9 @@ class JobStore:
     def list(self, state: str | None = None, limit: int = 100,
              queue: str | None = None) -> list[Job]:
         params = {"state": state, "queue": queue, "limit": limit}
-        name = {
-            (False, False): "list_jobs",
-            (True, False): "list_jobs_in_state",
-            (False, True): "list_jobs_in_queue",
-            (True, True): "list_jobs_in_state_and_queue",
-        }[(state is not None, queue is not None)]
+        # Completed jobs are not in jobs_by_state_but_completed; the newest jobs are mostly
+        # completed ones, so walking all jobs from the newest finds them at once.
+        name = "list_jobs" if state in (None, COMPLETED) else "list_jobs_in_state"
         return [row_to_job(r) for r in self.db.fetch_all(name, params)]
 
     def states(self, job_ids: list[str]) -> dict[str, str]:
@@ -521,7 +518,8 @@ class JobStore:
         the jobs and the `before` of the next page (None on the last page)."""
         params = {"state": state, "queue": queue, "text": text or None, "limit": limit + 1,
                   "before": 2**62 if before is None else before}
-        rows = self.db.fetch_all("page_jobs_in_state" if state else "page_jobs", params)
+        name = "page_jobs" if state in (None, COMPLETED) else "page_jobs_in_state"
+        rows = self.db.fetch_all(name, params)
         more = len(rows) > limit
         rows = rows[:limit]
         return [row_to_job(r) for r in rows], rows[-1]["seq"] if more else None
@@ -570,7 +568,8 @@ class JobStore:
         """Retry every dead job, except one whose unique_key a live job holds (counting the
         ones retried here): it stays dead, as a second enqueue of that key would be refused."""
         with self.db.transaction():
-            dead = self.db.fetch_all("list_jobs_in_state", {"state": DEAD, "limit": 2**62})
+            dead = self.db.fetch_all("list_jobs_in_state",
+                                     {"state": DEAD, "queue": None, "limit": 2**62})
             if not any(row["unique_key"] for row in dead):
                 return self.db.execute("dlq_retry_all", {"now": now})
             retried = 0
