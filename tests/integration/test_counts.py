@@ -144,7 +144,7 @@ def test_migration_4_backfills_sqlite_counts(tmp_path, rows):
 
 @pytest.mark.parametrize("name, index", [
     ("list_jobs_in_state", "jobs_by_state_but_completed (state=?)"),
-    ("page_jobs_in_state", "jobs_by_state_but_completed (state=? AND seq<?)"),
+    ("page_jobs_in_state", "jobs_by_state_but_completed (state=? AND seq>? AND seq<?)"),
     ("dlq_list", "jobs_by_state_but_completed (state=?)"),
     ("dlq_retry_all", "jobs_by_state_but_completed (state=?)"),
     ("live_workers", "jobs_by_state_but_completed (state=?)"),
@@ -164,3 +164,25 @@ def test_reads_by_state_seek_an_index_on_sqlite(sqlite_database, name, index):
     assert any(index in step for step in plan), plan
     assert not any(re.match(r"SCAN (jobs|j)\b", step) or "AUTOMATIC" in step
                    for step in plan), plan
+
+
+def test_a_search_pages_through_a_window_of_jobs_at_a_time(store, monkeypatch):
+    """A dashboard search that matches nothing recent must not read every job for one page:
+    each page looks at SEARCH_WINDOW jobs and leads on to older ones."""
+    from queuectl.store import jobstore
+
+    monkeypatch.setattr(jobstore, "SEARCH_WINDOW", 10)
+    store.enqueue([NewJob(id=f"j{i:02d}", command="echo needle" if i == 3 else "true")
+                   for i in range(25)], T0)
+    seen, before, pages = [], None, 0
+    while True:
+        jobs, before = store.page(None, None, "needle", before, 5)
+        seen += [j.id for j in jobs]
+        pages += 1
+        if before is None:
+            break
+    assert seen == ["j03"] and pages == 3
+    jobs, after = store.page(None, None, None, None, 5)  # no filter: no window
+    assert len(jobs) == 5 and after is not None
+    jobs, after = store.page("pending", "default", None, None, 50)
+    assert [j.id for j in jobs] == [f"j{i:02d}" for i in range(24, 14, -1)] and after == 16

@@ -523,13 +523,17 @@ GROUP BY j.queue, a.outcome
 -- name: oldest_due_job
 SELECT MIN(run_at) AS run_at FROM jobs WHERE state IN ('pending', 'failed') AND run_at <= %(now)s
 
+-- name: last_seq
+SELECT MAX(seq) AS seq FROM jobs
+
 -- name: page_jobs
 -- A page of the dashboard's job list, newest first, resumed below the last seq shown (keyset
 -- paging: page 100 costs what page 1 does). Walks the primary key backwards and stops at
--- :limit matches; the text filter is a plain substring test on id and command. Also the
+-- :limit matches, or at :floor (a search looks at a window of jobs per page, see
+-- JobStore.page); the text filter is a plain substring test on id and command. Also the
 -- page of completed jobs, which are most of the newest ones.
 SELECT * FROM jobs
-WHERE seq < %(before)s
+WHERE seq < %(before)s AND seq >= %(floor)s
   AND (CAST(%(state)s AS TEXT) IS NULL OR state = %(state)s)
   AND (CAST(%(queue)s AS TEXT) IS NULL OR queue = %(queue)s)
   AND (CAST(%(text)s AS TEXT) IS NULL OR strpos(id || ' ' || command, %(text)s) > 0)
@@ -540,7 +544,7 @@ LIMIT %(limit)s
 -- The same in one state other than completed, on jobs_by_state_but_completed: a rare state
 -- is found without a scan.
 SELECT * FROM jobs 
-WHERE state = %(state)s AND state <> 'completed' AND seq < %(before)s
+WHERE state = %(state)s AND state <> 'completed' AND seq < %(before)s AND seq >= %(floor)s
   AND (CAST(%(queue)s AS TEXT) IS NULL OR queue = %(queue)s)
   AND (CAST(%(text)s AS TEXT) IS NULL OR strpos(id || ' ' || command, %(text)s) > 0)
 ORDER BY seq DESC

@@ -438,13 +438,17 @@ GROUP BY j.queue, a.outcome
 -- name: oldest_due_job
 SELECT MIN(run_at) AS run_at FROM jobs WHERE state IN ('pending', 'failed') AND run_at <= :now
 
+-- name: last_seq
+SELECT MAX(seq) AS seq FROM jobs
+
 -- name: page_jobs
 -- A page of the dashboard's job list, newest first, resumed below the last seq shown (keyset
 -- paging: page 100 costs what page 1 does). Walks the primary key backwards and stops at
--- :limit matches; the text filter is a plain substring test on id and command. Also the
+-- :limit matches, or at :floor (a search looks at a window of jobs per page, see
+-- JobStore.page); the text filter is a plain substring test on id and command. Also the
 -- page of completed jobs, which are most of the newest ones.
 SELECT * FROM jobs
-WHERE seq < :before
+WHERE seq < :before AND seq >= :floor
   AND (:state IS NULL OR state = :state)
   AND (:queue IS NULL OR queue = :queue)
   AND (:text IS NULL OR instr(id || ' ' || command, :text) > 0)
@@ -455,7 +459,7 @@ LIMIT :limit
 -- The same in one state other than completed, on jobs_by_state_but_completed: a rare state
 -- is found without a scan.
 SELECT * FROM jobs INDEXED BY jobs_by_state_but_completed 
-WHERE state = :state AND state <> 'completed' AND seq < :before
+WHERE state = :state AND state <> 'completed' AND seq < :before AND seq >= :floor
   AND (:queue IS NULL OR queue = :queue)
   AND (:text IS NULL OR instr(id || ' ' || command, :text) > 0)
 ORDER BY seq DESC

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from queuectl.store.connector import Connector
 
 SCHEMA_VERSION = 4
+SEARCH_WINDOW = 50_000  # jobs a dashboard search looks at per page (see page())
 BATCH = 5000  # jobs per insert_job_batch call: bounds the memory of a huge --file
 
 
@@ -515,14 +516,30 @@ class JobStore:
     def page(self, state: str | None, queue: str | None, text: str | None,
              before: int | None, limit: int) -> tuple[list[Job], int | None]:
         """A page of jobs, newest first, below `before` (a seq from the previous page). Returns
-        the jobs and the `before` of the next page (None on the last page)."""
-        params = {"state": state, "queue": queue, "text": text or None, "limit": limit + 1,
-                  "before": 2**62 if before is None else before}
+        the jobs and the `before` of the next page (None on the last page).
+
+        A filter no index serves (a text or a queue) looks at most at SEARCH_WINDOW jobs per
+        page: a search that matches nothing among a million jobs would otherwise read them
+        all for one page. Such a page may hold fewer than `limit` jobs (even none) and still
+        lead on to older ones."""
+        text = text or None
+        floor = 0
+        if text is not None or queue is not None:
+            if before is None:
+                last = self.db.fetch_one("last_seq")
+                before = (last["seq"] or 0) + 1 if last else 1
+            floor = max(before - SEARCH_WINDOW, 0)
+        params = {"state": state, "queue": queue, "text": text, "limit": limit + 1,
+                  "before": 2**62 if before is None else before, "floor": floor}
         name = "page_jobs" if state in (None, COMPLETED) else "page_jobs_in_state"
         rows = self.db.fetch_all(name, params)
         more = len(rows) > limit
         rows = rows[:limit]
-        return [row_to_job(r) for r in rows], rows[-1]["seq"] if more else None
+        if more:
+            after = rows[-1]["seq"]
+        else:
+            after = floor if floor > 1 else None  # 1: seq starts there, nothing is below
+        return [row_to_job(r) for r in rows], after
 
     def attempt_history(self, since: float, limit: int = 200_000) -> list[dict]:
         """Runs finished at or after `since`, newest first, at most `limit` (see stats.py)."""
