@@ -1,12 +1,12 @@
 """The command line: parsing, and one small function per command. No SQL, no job rules.
 
-Each call is a new process, so only argparse, json and the store are imported up front;
-everything else is imported by the command that needs it.
+Each call is a new process, so only json is imported up front; everything else is imported
+by the command that needs it. Even argparse (with the gettext and locale it pulls in) waits
+until a call needs it: a plain `enqueue` is read by _plain_enqueue without it.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -16,21 +16,34 @@ from queuectl.errors import InputError, QueueError
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations here are never evaluated
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 BIG_BATCH = 500  # jobs in one enqueue from which a terminal shows progress
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr (plus where to look), exit 2."""
+def _parser_class():
+    """argparse, but a usage error is one line on stderr (plus where to look), exit 2.
+    Defined on first use, so that argparse is imported only by calls that parse with it."""
+    global Parser
+    if Parser is None:
+        import argparse
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-        sys.exit(EXIT_USAGE)
+        class Parser(argparse.ArgumentParser):  # type: ignore[no-redef]
+            def error(self, message: str) -> None:  # type: ignore[override]
+                sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+                sys.exit(EXIT_USAGE)
+
+    return Parser
+
+
+Parser = None
 
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
+    import argparse
+
     # The width is passed in: left to itself, argparse imports shutil (and locale) for it,
     # about 4 ms of every call, even calls that never print help.
     try:
@@ -80,9 +93,12 @@ def _command(sub, name: str, help_text: str, example: str, parents=(), **kw):
     )
 
 
-def build_parser(wanted: str | None = None) -> Parser:
+def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     """The parser; with `wanted`, other commands get only a name and a help line."""
+    import argparse
+
     global _wanted
+    Parser = _parser_class()  # noqa: N806 - the class, under its usual name
     _wanted = wanted if wanted in COMMANDS else None
     db = Parser(add_help=False, formatter_class=_formatter)
     db.add_argument(
@@ -362,6 +378,8 @@ def _command_word(argv: list[str]) -> str | None:
 
 
 def _positive_int(text: str) -> int:
+    import argparse
+
     try:
         value = int(text)
     except ValueError:
@@ -372,6 +390,8 @@ def _positive_int(text: str) -> int:
 
 
 def _positive_float(text: str) -> float:
+    import argparse
+
     value = _non_negative_float(text)
     if value == 0:
         raise argparse.ArgumentTypeError("must be more than 0")
@@ -379,6 +399,8 @@ def _positive_float(text: str) -> float:
 
 
 def _non_negative_float(text: str) -> float:
+    import argparse
+
     try:
         value = float(text)
     except ValueError:
@@ -768,10 +790,64 @@ def cmd_smoke_test(args) -> int:
     return run_smoke_test()
 
 
+class _Args:
+    """What argparse would have returned for a plain enqueue."""
+
+    def __init__(self, **fields: Any):
+        self.__dict__.update(fields)
+
+
+# The options of `enqueue` that take a value, as argparse names them in the namespace.
+_ENQUEUE_OPTIONS = {"--db": "db", "--file": "file", "-f": "file", "--max-retries": "max_retries",
+                    "--priority": "priority", "--queue": "queue", "--delay": "delay",
+                    "--run-at": "run_at", "--timeout": "timeout", "--cwd": "cwd",
+                    "--env": "env", "--unique-key": "unique_key"}
+
+
+def _plain_enqueue(argv: list[str]) -> _Args | None:
+    """The arguments of an `enqueue` call written the plain way (whole option names, each
+    value as the next word, at most one JSON), read without argparse: building argparse's
+    parser costs more than the rest of the call. None for anything else (help, a typo, an
+    abbreviation, --opt=value, a bad number...), which argparse then reads, or refuses with
+    its own message."""
+    fields: dict[str, Any] = {
+        "command": "enqueue", "func": cmd_enqueue, "job": None, "json": False, "env": [],
+        "file": None, "max_retries": None, "priority": None, "queue": None, "delay": None,
+        "run_at": None, "timeout": None, "cwd": None, "unique_key": None,
+    }
+    seen_command = False
+    words = iter(argv)
+    for word in words:
+        name = _ENQUEUE_OPTIONS.get(word)
+        if name is not None and (seen_command or name == "db"):
+            value = next(words, None)
+            if value is None or value.startswith("-"):
+                return None
+            if name in ("max_retries", "priority"):
+                try:
+                    fields[name] = int(value)
+                except ValueError:
+                    return None
+            elif name == "env":
+                fields["env"].append(value)
+            else:
+                fields[name] = value
+        elif word == "--json" and seen_command:
+            fields["json"] = True
+        elif word == "enqueue" and not seen_command:
+            seen_command = True
+        elif seen_command and fields["job"] is None and (word == "-" or word[:1] != "-"):
+            fields["job"] = word
+        else:
+            return None
+    return _Args(**fields) if seen_command else None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(_command_word(argv))
-    args = parser.parse_args(argv)
+    args = _plain_enqueue(argv)
+    if args is None:
+        args = build_parser(_command_word(argv)).parse_args(argv)
     try:
         return args.func(args)
     except QueueError as exc:

@@ -202,8 +202,56 @@ def _seconds(spec: dict, name: str, where: str) -> float | None:
     return seconds
 
 
+_PLAIN_FIELDS = frozenset({"id", "command", "queue", "priority", "max_retries", "cwd",
+                           "unique_key"})
+
+
+def _parse_plain(spec: Any) -> NewJob | None:
+    """The common job (a command, maybe an id, queue, priority, retries, cwd or key), checked
+    by the same rules as below in a fraction of the time: a bulk enqueue validates 100,000
+    of them. None for anything else, including anything wrong, which parse_job_spec then
+    checks field by field to say what is wrong."""
+    if type(spec) is not dict or not _PLAIN_FIELDS.issuperset(spec):
+        return None
+    get = spec.get
+    command = get("command")
+    if type(command) is not str or not command.strip() or not _is_text(command):
+        return None
+    job_id = get("id")
+    if job_id is not None and (type(job_id) is not str or not _ID.fullmatch(job_id)):
+        return None
+    queue = get("queue")
+    if queue is None:
+        queue = "default"
+    elif type(queue) is not str or not _QUEUE.fullmatch(queue):
+        return None
+    priority = get("priority")
+    if priority is None:
+        priority = 0
+    elif type(priority) is not int or not -INT_MAX - 1 <= priority <= INT_MAX:
+        return None
+    max_retries = get("max_retries")
+    if max_retries is not None and (type(max_retries) is not int
+                                    or not 0 <= max_retries <= INT_MAX):
+        return None
+    cwd = get("cwd")
+    if cwd is not None and (type(cwd) is not str or not cwd.startswith("/")
+                            or not _is_text(cwd)):
+        return None
+    unique_key = get("unique_key")
+    if unique_key is not None and (type(unique_key) is not str or not unique_key
+                                   or not _is_text(unique_key)):
+        return None
+    return NewJob(id=job_id, command=command, max_retries=max_retries, priority=priority,
+                  queue=queue, run_at=None, delay=None, timeout=None, cwd=cwd, env={},
+                  unique_key=unique_key)
+
+
 def parse_job_spec(spec: Any, index: int | None = None) -> NewJob:
     """Turn one decoded JSON value into a NewJob, or raise InputError naming what is wrong."""
+    plain = _parse_plain(spec)
+    if plain is not None:
+        return plain
     where = _where(index)
     if not isinstance(spec, dict):
         raise InputError(

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 class Record:
     _fields: ClassVar[tuple[str, ...]] = ()
     _defaults: ClassVar[dict[str, Any]] = {}
+    _field_set: ClassVar[frozenset[str]] = frozenset()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -25,8 +26,14 @@ class Record:
                     names.append(name)
         cls._fields = tuple(names)
         cls._defaults = {n: getattr(cls, n) for n in names if hasattr(cls, n)}
+        cls._field_set = frozenset(names)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if not args and kwargs.keys() == self._field_set:
+            # Every field given by name (a bulk enqueue builds 100,000 of these): nothing
+            # to match up or default.
+            self.__dict__.update(kwargs)
+            return
         if len(args) > len(self._fields):
             raise TypeError(f"{type(self).__name__} takes at most {len(self._fields)} values")
         for name, value in zip(self._fields, args, strict=False):

@@ -34,3 +34,40 @@ def test_an_unknown_command_builds_all_for_the_error_message():
 ])
 def test_the_command_word_skips_the_db_option(argv, word):
     assert cli._command_word(argv) == word
+
+
+# -- the plain enqueue, read without argparse -------------------------------------------------
+
+PLAIN = [
+    ["enqueue", '{"command": "true"}'],
+    ["--db", "q.db", "enqueue", "{}"],
+    ["enqueue", "--db", "q.db", "--json", "-"],
+    ["enqueue", "--file", "jobs.jsonl", "--queue", "q", "--priority", "5", "--max-retries", "0"],
+    ["enqueue", "-f", "jobs.jsonl", "--env", "A=1", "--env", "B=2", "--cwd", "/tmp"],
+    ["enqueue", "--delay", "5m", "{}", "--timeout", "30s", "--unique-key", "k", "--json"],
+    ["enqueue", "--run-at", "2030-01-01T00:00:00Z", "--queue", "", "[]"],
+    ["enqueue", "--priority", "1_000", "x"],
+    ["enqueue", ""],
+    ["enqueue"],
+    ["enqueue", "enqueue"],
+]
+
+NOT_PLAIN = [
+    [], ["status"], ["--json", "enqueue", "{}"], ["enqueue", "--help"], ["enqueue", "-h"],
+    ["enqueue", "a", "b"], ["enqueue", "--fil", "x"], ["enqueue", "--file=x"],
+    ["enqueue", "--priority", "-5"], ["enqueue", "--priority", "high"], ["enqueue", "--queue"],
+    ["enqueue", "--", "{}"], ["enqueue", "-fjobs"], ["--db"], ["--version"], ["enqueue", "-5"],
+    ["--queue", "q", "enqueue"],
+]
+
+
+@pytest.mark.parametrize("argv", PLAIN)
+def test_a_plain_enqueue_reads_as_argparse_reads_it(argv):
+    fast = cli._plain_enqueue(argv)
+    assert fast is not None
+    assert vars(fast) == vars(cli.build_parser("enqueue").parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", NOT_PLAIN)
+def test_anything_else_is_left_to_argparse(argv):
+    assert cli._plain_enqueue(argv) is None

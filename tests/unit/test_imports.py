@@ -51,3 +51,18 @@ def test_the_package_import_is_lazy(tmp_path):
     modules = _modules_after("import queuectl", tmp_path)
     assert not _loaded(modules, "queuectl.api")
     assert not _loaded(modules, "sqlite3")
+
+
+def test_a_plain_enqueue_builds_no_argparse_parser(tmp_path):
+    """The most frequent call, `enqueue JSON`, is read without argparse (and the gettext and
+    locale it loads): building the parser cost more than the rest of the call."""
+    db = tmp_path / "q.db"
+    modules = _modules_after(
+        "import queuectl.cli\n"
+        f"assert queuectl.cli.main(['--db', {str(db)!r}, 'enqueue', '{{\"command\": \"true\"}}'])"
+        " == 0",
+        tmp_path,
+    )
+    assert _loaded(modules, "sqlite3")
+    assert [name for name in ["argparse", "gettext", "locale", *OPTIONAL]
+            if _loaded(modules, name)] == []

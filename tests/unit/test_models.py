@@ -347,3 +347,28 @@ def test_a_valid_spec_is_taken_exactly_as_given(spec):
     assert job.env == spec.get("env", {})
     assert job.cwd == spec.get("cwd")
     assert job.unique_key == spec.get("unique_key")
+
+
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.floats(),
+                    st.text(max_size=6), st.sampled_from(["job-1", "q", "/tmp", "", " ",
+                                                          "a\nb", "x\0", "1.5"]),
+                    st.lists(st.integers(), max_size=2), st.just({}))
+
+
+@settings(max_examples=500)
+@given(st.dictionaries(st.sampled_from(["id", "command", "queue", "priority", "max_retries",
+                                        "cwd", "unique_key", "env", "delay", "comand"]),
+                       _VALUES, max_size=5).map(lambda d: {"command": "true", **d}))
+def test_the_fast_path_agrees_with_the_field_by_field_checks(spec):
+    """_parse_plain gives the same NewJob the full checks give, or leaves the spec to them."""
+    from queuectl import models
+
+    fast = models._parse_plain(spec)
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(models, "_parse_plain", lambda spec: None)
+        try:
+            full = parse_job_spec(spec)
+        except InputError:
+            full = None
+    if fast is not None:
+        assert fast == full

@@ -111,6 +111,161 @@ CREATE INDEX jobs_finished ON jobs (finished_at) WHERE state IN ('completed', 'd
 -- index each of them scans every run ever recorded.
 CREATE INDEX attempts_finished ON attempts (finished_at);
 
+-- name: migration_4
+-- Job counts per queue and state, kept by triggers, so `status`, /metrics and the dashboard
+-- read a handful of rows instead of counting every job ever kept (DECISIONS.md §22).
+-- Several workers change states at once here, and a counter row stays locked from the
+-- change to the commit: one row per queue would make every claim and finish wait for the
+-- others. So each connection adds its changes to its own shard (backend pid mod 16) and a
+-- count is the sum over the shards. One shard's values mean nothing on their own (they go
+-- negative when a job counted in one shard finishes in another); only the sums do.
+CREATE TABLE job_counts (
+    queue      TEXT NOT NULL,
+    shard      INTEGER NOT NULL,
+    pending    BIGINT NOT NULL DEFAULT 0,
+    processing BIGINT NOT NULL DEFAULT 0,
+    completed  BIGINT NOT NULL DEFAULT 0,
+    failed     BIGINT NOT NULL DEFAULT 0,
+    dead       BIGINT NOT NULL DEFAULT 0,
+    cancelled  BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (queue, shard)
+);
+
+INSERT INTO job_counts (queue, shard, pending, processing, completed, failed,
+                                  dead, cancelled)
+SELECT queue, 0,
+    count(*) FILTER (WHERE state = 'pending'),
+    count(*) FILTER (WHERE state = 'processing'),
+    count(*) FILTER (WHERE state = 'completed'),
+    count(*) FILTER (WHERE state = 'failed'),
+    count(*) FILTER (WHERE state = 'dead'),
+    count(*) FILTER (WHERE state = 'cancelled')
+FROM jobs GROUP BY queue;
+
+-- Inserts and deletes come in batches (a bulk enqueue, a purge): counted once per statement.
+CREATE FUNCTION queuectl_count_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO job_counts AS c (queue, shard, pending, processing, completed, failed,
+                                  dead, cancelled)
+    SELECT queue, mod(pg_backend_pid(), 16),
+        count(*) FILTER (WHERE state = 'pending'),
+        count(*) FILTER (WHERE state = 'processing'),
+        count(*) FILTER (WHERE state = 'completed'),
+        count(*) FILTER (WHERE state = 'failed'),
+        count(*) FILTER (WHERE state = 'dead'),
+        count(*) FILTER (WHERE state = 'cancelled')
+    FROM inserted GROUP BY queue ORDER BY queue
+    ON CONFLICT (queue, shard) DO UPDATE SET
+        pending = c.pending + excluded.pending,
+        processing = c.processing + excluded.processing,
+        completed = c.completed + excluded.completed,
+        failed = c.failed + excluded.failed,
+        dead = c.dead + excluded.dead,
+        cancelled = c.cancelled + excluded.cancelled;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION queuectl_count_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO job_counts AS c (queue, shard, pending, processing, completed, failed,
+                                  dead, cancelled)
+    SELECT queue, mod(pg_backend_pid(), 16),
+        -count(*) FILTER (WHERE state = 'pending'),
+        -count(*) FILTER (WHERE state = 'processing'),
+        -count(*) FILTER (WHERE state = 'completed'),
+        -count(*) FILTER (WHERE state = 'failed'),
+        -count(*) FILTER (WHERE state = 'dead'),
+        -count(*) FILTER (WHERE state = 'cancelled')
+    FROM deleted GROUP BY queue ORDER BY queue
+    ON CONFLICT (queue, shard) DO UPDATE SET
+        pending = c.pending + excluded.pending,
+        processing = c.processing + excluded.processing,
+        completed = c.completed + excluded.completed,
+        failed = c.failed + excluded.failed,
+        dead = c.dead + excluded.dead,
+        cancelled = c.cancelled + excluded.cancelled;
+    RETURN NULL;
+END
+$$;
+
+-- A state change (the claim, every finish) is one job: counted per row, one upsert.
+CREATE FUNCTION queuectl_count_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.queue = NEW.queue THEN
+        INSERT INTO job_counts AS c (queue, shard, pending, processing, completed, failed,
+                                  dead, cancelled)
+        VALUES (NEW.queue, mod(pg_backend_pid(), 16),
+            (NEW.state = 'pending')::int - (OLD.state = 'pending')::int,
+            (NEW.state = 'processing')::int - (OLD.state = 'processing')::int,
+            (NEW.state = 'completed')::int - (OLD.state = 'completed')::int,
+            (NEW.state = 'failed')::int - (OLD.state = 'failed')::int,
+            (NEW.state = 'dead')::int - (OLD.state = 'dead')::int,
+            (NEW.state = 'cancelled')::int - (OLD.state = 'cancelled')::int)
+        ON CONFLICT (queue, shard) DO UPDATE SET
+            pending = c.pending + excluded.pending,
+            processing = c.processing + excluded.processing,
+            completed = c.completed + excluded.completed,
+            failed = c.failed + excluded.failed,
+            dead = c.dead + excluded.dead,
+            cancelled = c.cancelled + excluded.cancelled;
+    ELSE
+        INSERT INTO job_counts AS c (queue, shard, pending, processing, completed, failed,
+                                  dead, cancelled)
+        VALUES (OLD.queue, mod(pg_backend_pid(), 16),
+            -(OLD.state = 'pending')::int,
+            -(OLD.state = 'processing')::int,
+            -(OLD.state = 'completed')::int,
+            -(OLD.state = 'failed')::int,
+            -(OLD.state = 'dead')::int,
+            -(OLD.state = 'cancelled')::int)
+        ON CONFLICT (queue, shard) DO UPDATE SET
+            pending = c.pending + excluded.pending,
+            processing = c.processing + excluded.processing,
+            completed = c.completed + excluded.completed,
+            failed = c.failed + excluded.failed,
+            dead = c.dead + excluded.dead,
+            cancelled = c.cancelled + excluded.cancelled;
+        INSERT INTO job_counts AS c (queue, shard, pending, processing, completed, failed,
+                                  dead, cancelled)
+        VALUES (NEW.queue, mod(pg_backend_pid(), 16),
+            (NEW.state = 'pending')::int,
+            (NEW.state = 'processing')::int,
+            (NEW.state = 'completed')::int,
+            (NEW.state = 'failed')::int,
+            (NEW.state = 'dead')::int,
+            (NEW.state = 'cancelled')::int)
+        ON CONFLICT (queue, shard) DO UPDATE SET
+            pending = c.pending + excluded.pending,
+            processing = c.processing + excluded.processing,
+            completed = c.completed + excluded.completed,
+            failed = c.failed + excluded.failed,
+            dead = c.dead + excluded.dead,
+            cancelled = c.cancelled + excluded.cancelled;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER jobs_counted_on_insert AFTER INSERT ON jobs
+    REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION queuectl_count_inserted();
+CREATE TRIGGER jobs_counted_on_delete AFTER DELETE ON jobs
+    REFERENCING OLD TABLE AS deleted
+    FOR EACH STATEMENT EXECUTE FUNCTION queuectl_count_deleted();
+CREATE TRIGGER jobs_counted_on_update AFTER UPDATE OF state, queue ON jobs
+    FOR EACH ROW
+    WHEN (OLD.state IS DISTINCT FROM NEW.state OR OLD.queue IS DISTINCT FROM NEW.queue)
+    EXECUTE FUNCTION queuectl_count_updated();
+
+-- jobs_by_state (state, seq) was rewritten at every state change of every job, and its
+-- completed part, nearly all of it, grew by one entry per finished job. Counts no longer
+-- need it; lists do, but a list of completed jobs walks the primary key from the newest job
+-- instead (recent jobs are mostly completed ones), so the index leaves completed jobs out:
+-- a job that completes drops out of it and is never added back.
+DROP INDEX jobs_by_state;
+CREATE INDEX jobs_by_state_but_completed ON jobs (state, seq) WHERE state <> 'completed';
+
 -- name: schema_table_exists
 SELECT 1 FROM information_schema.tables
 WHERE table_schema = current_schema() AND table_name = 'queuectl_meta'
@@ -144,6 +299,24 @@ WITH changed AS (
     RETURNING 1
 )
 SELECT pg_notify('queuectl', 'job') FROM changed
+
+-- name: insert_job_batch
+-- Jobs without a unique_key, a whole batch in one statement: %(rows)s is a JSON array of
+-- the parameters insert_job takes (the connector's execute_many builds it). One round trip
+-- per batch instead of one per job; one notify_new_jobs follows the whole enqueue.
+INSERT INTO jobs (id, command, state, attempts, max_retries, created_at, updated_at,
+                  run_at, priority, queue, timeout, cwd, env)
+SELECT r.id, r.command, 'pending', 0, r.max_retries, r.now, r.now, r.run_at,
+       r.priority, r.queue, r.timeout, r.cwd, r.env
+FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS e(job, n),
+     jsonb_to_record(e.job)
+     AS r(id TEXT, command TEXT, max_retries INTEGER, now DOUBLE PRECISION,
+          run_at DOUBLE PRECISION, priority INTEGER, queue TEXT, timeout DOUBLE PRECISION,
+          cwd TEXT, env TEXT)
+ORDER BY e.n  -- seq follows the input order
+
+-- name: notify_new_jobs
+SELECT pg_notify('queuectl', 'job')
 
 -- name: live_job_with_key
 SELECT id FROM jobs
@@ -295,26 +468,47 @@ ON CONFLICT (job_id, run) DO NOTHING
 SELECT * FROM jobs WHERE id = %(id)s
 
 -- name: list_jobs
-SELECT * FROM jobs ORDER BY seq DESC LIMIT %(limit)s
+-- Newest first, walking the primary key backwards: also serves completed jobs (which
+-- jobs_by_state_but_completed leaves out), as the newest jobs are mostly completed ones.
+SELECT * FROM jobs
+WHERE (CAST(%(state)s AS TEXT) IS NULL OR state = %(state)s)
+  AND (CAST(%(queue)s AS TEXT) IS NULL OR queue = %(queue)s)
+ORDER BY seq DESC LIMIT %(limit)s
 
 -- name: list_jobs_in_state
-SELECT * FROM jobs WHERE state = %(state)s ORDER BY seq DESC LIMIT %(limit)s
-
--- name: list_jobs_in_queue
-SELECT * FROM jobs WHERE queue = %(queue)s ORDER BY seq DESC LIMIT %(limit)s
-
--- name: list_jobs_in_state_and_queue
-SELECT * FROM jobs WHERE state = %(state)s AND queue = %(queue)s
+-- Any state but completed, on jobs_by_state_but_completed (its condition is repeated so the
+-- planner can use it): the newest :limit of that state without a scan.
+SELECT * FROM jobs
+WHERE state = %(state)s AND state <> 'completed'
+  AND (CAST(%(queue)s AS TEXT) IS NULL OR queue = %(queue)s)
 ORDER BY seq DESC LIMIT %(limit)s
 
 -- name: states_of
 SELECT id, state FROM jobs WHERE id IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb))
 
 -- name: count_by_state
-SELECT state, COUNT(*) AS n FROM jobs GROUP BY state
+-- From the counts migration_4's triggers keep: a few rows, however many jobs.
+SELECT COALESCE(SUM(pending), 0)::BIGINT AS pending,
+       COALESCE(SUM(processing), 0)::BIGINT AS processing,
+       COALESCE(SUM(completed), 0)::BIGINT AS completed,
+       COALESCE(SUM(failed), 0)::BIGINT AS failed,
+       COALESCE(SUM(dead), 0)::BIGINT AS dead,
+       COALESCE(SUM(cancelled), 0)::BIGINT AS cancelled
+FROM job_counts
 
 -- name: count_by_queue_and_state
-SELECT queue, state, COUNT(*) AS n FROM jobs GROUP BY queue, state
+-- A queue is listed while it holds a job (its counts row stays once it is empty).
+SELECT queue,
+       SUM(pending)::BIGINT AS pending,
+       SUM(processing)::BIGINT AS processing,
+       SUM(completed)::BIGINT AS completed,
+       SUM(failed)::BIGINT AS failed,
+       SUM(dead)::BIGINT AS dead,
+       SUM(cancelled)::BIGINT AS cancelled
+FROM job_counts
+GROUP BY queue
+HAVING SUM(pending + processing + completed + failed + dead + cancelled) > 0
+ORDER BY queue
 
 -- name: attempt_history
 -- Runs that finished since a cut-off, with what stats.py needs to tell how long each waited:
@@ -342,21 +536,28 @@ GROUP BY j.queue, a.outcome
 -- name: oldest_due_job
 SELECT MIN(run_at) AS run_at FROM jobs WHERE state IN ('pending', 'failed') AND run_at <= %(now)s
 
+-- name: last_seq
+SELECT MAX(seq) AS seq FROM jobs
+
 -- name: page_jobs
 -- A page of the dashboard's job list, newest first, resumed below the last seq shown (keyset
 -- paging: page 100 costs what page 1 does). Walks the primary key backwards and stops at
--- :limit matches; the text filter is a plain substring test on id and command.
+-- :limit matches, or at :floor (a search looks at a window of jobs per page, see
+-- JobStore.page); the text filter is a plain substring test on id and command. Also the
+-- page of completed jobs, which are most of the newest ones.
 SELECT * FROM jobs
-WHERE seq < %(before)s
+WHERE seq < %(before)s AND seq >= %(floor)s
+  AND (CAST(%(state)s AS TEXT) IS NULL OR state = %(state)s)
   AND (CAST(%(queue)s AS TEXT) IS NULL OR queue = %(queue)s)
   AND (CAST(%(text)s AS TEXT) IS NULL OR strpos(id || ' ' || command, %(text)s) > 0)
 ORDER BY seq DESC
 LIMIT %(limit)s
 
 -- name: page_jobs_in_state
--- The same in one state, on the (state, seq) index: a rare state is found without a scan.
+-- The same in one state other than completed, on jobs_by_state_but_completed: a rare state
+-- is found without a scan.
 SELECT * FROM jobs 
-WHERE state = %(state)s AND seq < %(before)s
+WHERE state = %(state)s AND state <> 'completed' AND seq < %(before)s AND seq >= %(floor)s
   AND (CAST(%(queue)s AS TEXT) IS NULL OR queue = %(queue)s)
   AND (CAST(%(text)s AS TEXT) IS NULL OR strpos(id || ' ' || command, %(text)s) > 0)
 ORDER BY seq DESC
@@ -366,8 +567,13 @@ LIMIT %(limit)s
 SELECT * FROM attempts WHERE job_id = %(job_id)s ORDER BY run
 
 -- name: dlq_list
--- NULLS LAST and the C collation give the order SQLite gives.
-SELECT * FROM dlq ORDER BY died_at DESC NULLS LAST, id COLLATE "C" LIMIT %(limit)s
+-- The dlq view's rows, read from jobs so that the planner sees the condition of
+-- jobs_by_state_but_completed and finds the dead jobs without a scan.
+SELECT id, command, attempts, max_retries, last_error, exit_code, crashes,
+       created_at, finished_at AS died_at, queue
+FROM jobs
+WHERE state = 'dead' AND state <> 'completed'
+ORDER BY died_at DESC, id LIMIT %(limit)s
 
 -- name: dlq_retry
 WITH changed AS (
@@ -385,7 +591,7 @@ WITH changed AS (
     UPDATE jobs
     SET state = 'pending', attempts = 0, crashes = 0, run_at = %(now)s, updated_at = %(now)s,
         finished_at = NULL
-    WHERE state = 'dead'
+    WHERE state = 'dead' AND state <> 'completed'  -- on jobs_by_state_but_completed
     RETURNING 1
 )
 SELECT pg_notify('queuectl', 'job') FROM changed
@@ -396,6 +602,7 @@ SELECT pg_notify('queuectl', 'job') FROM changed
 DELETE FROM output_chunks WHERE job_id IN (
     SELECT id FROM jobs
     WHERE state IN (SELECT jsonb_array_elements_text(%(states)s::jsonb))
+      AND state IN ('completed', 'dead', 'cancelled')
       AND finished_at < %(before)s
     ORDER BY finished_at, seq LIMIT %(limit)s)
 
@@ -403,6 +610,7 @@ DELETE FROM output_chunks WHERE job_id IN (
 DELETE FROM attempts WHERE job_id IN (
     SELECT id FROM jobs
     WHERE state IN (SELECT jsonb_array_elements_text(%(states)s::jsonb))
+      AND state IN ('completed', 'dead', 'cancelled')
       AND finished_at < %(before)s
     ORDER BY finished_at, seq LIMIT %(limit)s)
 
@@ -410,6 +618,7 @@ DELETE FROM attempts WHERE job_id IN (
 DELETE FROM jobs WHERE id IN (
     SELECT id FROM jobs
     WHERE state IN (SELECT jsonb_array_elements_text(%(states)s::jsonb))
+      AND state IN ('completed', 'dead', 'cancelled')
       AND finished_at < %(before)s
     ORDER BY finished_at, seq LIMIT %(limit)s)
 
@@ -447,6 +656,7 @@ SELECT pg_notify('queuectl', 'stop') FROM changed
 SELECT w.*, j.id AS current_job, j.started_at AS job_started_at
 FROM workers w
 LEFT JOIN jobs j ON j.worker_id = w.id AND j.state = 'processing'
+                 AND j.state <> 'completed'  -- on jobs_by_state_but_completed
 WHERE w.heartbeat_at >= %(alive_since)s
 ORDER BY w.started_at, w.id COLLATE "C"
 

@@ -108,6 +108,106 @@ CREATE INDEX jobs_finished ON jobs (finished_at) WHERE state IN ('completed', 'd
 -- index each of them scans every run ever recorded.
 CREATE INDEX attempts_finished ON attempts (finished_at);
 
+-- name: migration_4
+-- Job counts per queue and state, kept by triggers, so `status`, /metrics and the dashboard
+-- read a handful of rows instead of counting every job ever kept (DECISIONS.md §22). Same
+-- shape as on PostgreSQL, where `shard` spreads the writers over several rows; SQLite has
+-- one writer at a time, so it is always 0 here.
+CREATE TABLE job_counts (
+    queue      TEXT NOT NULL,
+    shard      INTEGER NOT NULL,
+    pending    INTEGER NOT NULL DEFAULT 0,
+    processing INTEGER NOT NULL DEFAULT 0,
+    completed  INTEGER NOT NULL DEFAULT 0,
+    failed     INTEGER NOT NULL DEFAULT 0,
+    dead       INTEGER NOT NULL DEFAULT 0,
+    cancelled  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (queue, shard)
+);
+
+INSERT INTO job_counts (queue, shard, pending, processing, completed, failed,
+                                  dead, cancelled)
+SELECT queue, 0,
+    SUM(state = 'pending'),
+    SUM(state = 'processing'),
+    SUM(state = 'completed'),
+    SUM(state = 'failed'),
+    SUM(state = 'dead'),
+    SUM(state = 'cancelled')
+FROM jobs GROUP BY queue;
+
+CREATE TRIGGER jobs_counted_on_insert AFTER INSERT ON jobs BEGIN
+    INSERT INTO job_counts (queue, shard, pending, processing, completed, failed,
+                                  dead, cancelled)
+    VALUES (NEW.queue, 0, NEW.state = 'pending', NEW.state = 'processing',
+            NEW.state = 'completed', NEW.state = 'failed', NEW.state = 'dead',
+            NEW.state = 'cancelled')
+    ON CONFLICT (queue, shard) DO UPDATE SET
+        pending = pending + excluded.pending,
+        processing = processing + excluded.processing,
+        completed = completed + excluded.completed,
+        failed = failed + excluded.failed,
+        dead = dead + excluded.dead,
+        cancelled = cancelled + excluded.cancelled;
+END;
+
+-- The claim and every finish change a job's state: one small UPDATE here per change.
+CREATE TRIGGER jobs_counted_on_update AFTER UPDATE OF state ON jobs
+WHEN OLD.state <> NEW.state AND OLD.queue = NEW.queue BEGIN
+    UPDATE job_counts SET
+        pending = pending + (NEW.state = 'pending') - (OLD.state = 'pending'),
+        processing = processing + (NEW.state = 'processing') - (OLD.state = 'processing'),
+        completed = completed + (NEW.state = 'completed') - (OLD.state = 'completed'),
+        failed = failed + (NEW.state = 'failed') - (OLD.state = 'failed'),
+        dead = dead + (NEW.state = 'dead') - (OLD.state = 'dead'),
+        cancelled = cancelled + (NEW.state = 'cancelled') - (OLD.state = 'cancelled')
+    WHERE queue = NEW.queue AND shard = 0;
+END;
+
+-- Nothing moves a job to another queue today; should anything, the counts follow.
+CREATE TRIGGER jobs_counted_on_move AFTER UPDATE OF queue ON jobs
+WHEN OLD.queue <> NEW.queue BEGIN
+    UPDATE job_counts SET
+        pending = pending - (OLD.state = 'pending'),
+        processing = processing - (OLD.state = 'processing'),
+        completed = completed - (OLD.state = 'completed'),
+        failed = failed - (OLD.state = 'failed'),
+        dead = dead - (OLD.state = 'dead'),
+        cancelled = cancelled - (OLD.state = 'cancelled')
+    WHERE queue = OLD.queue AND shard = 0;
+    INSERT INTO job_counts (queue, shard, pending, processing, completed, failed,
+                                  dead, cancelled)
+    VALUES (NEW.queue, 0, NEW.state = 'pending', NEW.state = 'processing',
+            NEW.state = 'completed', NEW.state = 'failed', NEW.state = 'dead',
+            NEW.state = 'cancelled')
+    ON CONFLICT (queue, shard) DO UPDATE SET
+        pending = pending + excluded.pending,
+        processing = processing + excluded.processing,
+        completed = completed + excluded.completed,
+        failed = failed + excluded.failed,
+        dead = dead + excluded.dead,
+        cancelled = cancelled + excluded.cancelled;
+END;
+
+CREATE TRIGGER jobs_counted_on_delete AFTER DELETE ON jobs BEGIN
+    UPDATE job_counts SET
+        pending = pending - (OLD.state = 'pending'),
+        processing = processing - (OLD.state = 'processing'),
+        completed = completed - (OLD.state = 'completed'),
+        failed = failed - (OLD.state = 'failed'),
+        dead = dead - (OLD.state = 'dead'),
+        cancelled = cancelled - (OLD.state = 'cancelled')
+    WHERE queue = OLD.queue AND shard = 0;
+END;
+
+-- jobs_by_state (state, seq) was rewritten at every state change of every job, and its
+-- completed part, nearly all of it, grew by one entry per finished job. Counts no longer
+-- need it; lists do, but a list of completed jobs walks the primary key from the newest job
+-- instead (recent jobs are mostly completed ones), so the index leaves completed jobs out:
+-- a job that completes drops out of it and is never added back.
+DROP INDEX jobs_by_state;
+CREATE INDEX jobs_by_state_but_completed ON jobs (state, seq) WHERE state <> 'completed';
+
 -- name: schema_table_exists
 SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'queuectl_meta'
 
@@ -135,6 +235,18 @@ VALUES (:id, :command, 'pending', 0, :max_retries, :now, :now, :run_at,
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
                            AND state IN ('pending', 'failed', 'processing')
 DO NOTHING
+
+-- name: insert_job_batch
+-- Run once per job of a batch (executemany) for jobs without a unique_key: a taken id fails
+-- the whole batch (the connector undoes it), and the store names the id.
+INSERT INTO jobs (id, command, state, attempts, max_retries, created_at, updated_at, run_at,
+                  priority, queue, timeout, cwd, env)
+VALUES (:id, :command, 'pending', 0, :max_retries, :now, :now, :run_at,
+        :priority, :queue, :timeout, :cwd, :env)
+
+-- name: notify_new_jobs
+-- Nothing to do: SQLite workers see new commits through PRAGMA data_version.
+SELECT 1
 
 -- name: live_job_with_key
 SELECT id FROM jobs
@@ -267,25 +379,47 @@ ON CONFLICT (job_id, run) DO NOTHING
 SELECT * FROM jobs WHERE id = :id
 
 -- name: list_jobs
-SELECT * FROM jobs ORDER BY seq DESC LIMIT :limit
+-- Newest first, walking the primary key backwards: also serves completed jobs (which
+-- jobs_by_state_but_completed leaves out), as the newest jobs are mostly completed ones.
+SELECT * FROM jobs
+WHERE (:state IS NULL OR state = :state)
+  AND (:queue IS NULL OR queue = :queue)
+ORDER BY seq DESC LIMIT :limit
 
 -- name: list_jobs_in_state
-SELECT * FROM jobs WHERE state = :state ORDER BY seq DESC LIMIT :limit
-
--- name: list_jobs_in_queue
-SELECT * FROM jobs WHERE queue = :queue ORDER BY seq DESC LIMIT :limit
-
--- name: list_jobs_in_state_and_queue
-SELECT * FROM jobs WHERE state = :state AND queue = :queue ORDER BY seq DESC LIMIT :limit
+-- Any state but completed, on jobs_by_state_but_completed (its condition is repeated so the
+-- planner can use it): the newest :limit of that state without a scan.
+SELECT * FROM jobs
+WHERE state = :state AND state <> 'completed'
+  AND (:queue IS NULL OR queue = :queue)
+ORDER BY seq DESC LIMIT :limit
 
 -- name: states_of
 SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))
 
 -- name: count_by_state
-SELECT state, COUNT(*) AS n FROM jobs GROUP BY state
+-- From the counts migration_4's triggers keep: a few rows, however many jobs.
+SELECT COALESCE(SUM(pending), 0) AS pending,
+       COALESCE(SUM(processing), 0) AS processing,
+       COALESCE(SUM(completed), 0) AS completed,
+       COALESCE(SUM(failed), 0) AS failed,
+       COALESCE(SUM(dead), 0) AS dead,
+       COALESCE(SUM(cancelled), 0) AS cancelled
+FROM job_counts
 
 -- name: count_by_queue_and_state
-SELECT queue, state, COUNT(*) AS n FROM jobs GROUP BY queue, state
+-- A queue is listed while it holds a job (its counts row stays once it is empty).
+SELECT queue,
+       SUM(pending) AS pending,
+       SUM(processing) AS processing,
+       SUM(completed) AS completed,
+       SUM(failed) AS failed,
+       SUM(dead) AS dead,
+       SUM(cancelled) AS cancelled
+FROM job_counts
+GROUP BY queue
+HAVING SUM(pending + processing + completed + failed + dead + cancelled) > 0
+ORDER BY queue
 
 -- name: attempt_history
 -- Runs that finished since a cut-off, with what stats.py needs to tell how long each waited:
@@ -313,21 +447,28 @@ GROUP BY j.queue, a.outcome
 -- name: oldest_due_job
 SELECT MIN(run_at) AS run_at FROM jobs WHERE state IN ('pending', 'failed') AND run_at <= :now
 
+-- name: last_seq
+SELECT MAX(seq) AS seq FROM jobs
+
 -- name: page_jobs
 -- A page of the dashboard's job list, newest first, resumed below the last seq shown (keyset
 -- paging: page 100 costs what page 1 does). Walks the primary key backwards and stops at
--- :limit matches; the text filter is a plain substring test on id and command.
+-- :limit matches, or at :floor (a search looks at a window of jobs per page, see
+-- JobStore.page); the text filter is a plain substring test on id and command. Also the
+-- page of completed jobs, which are most of the newest ones.
 SELECT * FROM jobs
-WHERE seq < :before
+WHERE seq < :before AND seq >= :floor
+  AND (:state IS NULL OR state = :state)
   AND (:queue IS NULL OR queue = :queue)
   AND (:text IS NULL OR instr(id || ' ' || command, :text) > 0)
 ORDER BY seq DESC
 LIMIT :limit
 
 -- name: page_jobs_in_state
--- The same in one state, on the (state, seq) index: a rare state is found without a scan.
-SELECT * FROM jobs INDEXED BY jobs_by_state 
-WHERE state = :state AND seq < :before
+-- The same in one state other than completed, on jobs_by_state_but_completed: a rare state
+-- is found without a scan.
+SELECT * FROM jobs INDEXED BY jobs_by_state_but_completed 
+WHERE state = :state AND state <> 'completed' AND seq < :before AND seq >= :floor
   AND (:queue IS NULL OR queue = :queue)
   AND (:text IS NULL OR instr(id || ' ' || command, :text) > 0)
 ORDER BY seq DESC
@@ -337,7 +478,13 @@ LIMIT :limit
 SELECT * FROM attempts WHERE job_id = :job_id ORDER BY run
 
 -- name: dlq_list
-SELECT * FROM dlq ORDER BY died_at DESC, id LIMIT :limit
+-- The dlq view's rows, read from jobs so that the planner sees the condition of
+-- jobs_by_state_but_completed and finds the dead jobs without a scan.
+SELECT id, command, attempts, max_retries, last_error, exit_code, crashes,
+       created_at, finished_at AS died_at, queue
+FROM jobs
+WHERE state = 'dead' AND state <> 'completed'
+ORDER BY died_at DESC, id LIMIT :limit
 
 -- name: dlq_retry
 UPDATE jobs
@@ -349,27 +496,31 @@ WHERE id = :id AND state = 'dead'
 UPDATE jobs
 SET state = 'pending', attempts = 0, crashes = 0, run_at = :now, updated_at = :now,
     finished_at = NULL
-WHERE state = 'dead'
+WHERE state = 'dead' AND state <> 'completed'  -- on jobs_by_state_but_completed
 
 -- name: purge_output
 -- purge_*: finished jobs older than a cut-off, oldest first, in bounded batches so a big purge
 -- never holds the write lock for long. Output, then history, then the jobs, in one transaction;
--- the job rows go last so the three subqueries pick the same batch.
+-- the job rows go last so the three subqueries pick the same batch. The literal list of
+-- finished states lets the planner walk jobs_finished in finish order.
 DELETE FROM output_chunks WHERE job_id IN (
     SELECT id FROM jobs
-    WHERE state IN (SELECT value FROM json_each(:states)) AND finished_at < :before
+    WHERE state IN (SELECT value FROM json_each(:states)) AND state IN ('completed', 'dead', 'cancelled')
+      AND finished_at < :before
     ORDER BY finished_at, seq LIMIT :limit)
 
 -- name: purge_attempts
 DELETE FROM attempts WHERE job_id IN (
     SELECT id FROM jobs
-    WHERE state IN (SELECT value FROM json_each(:states)) AND finished_at < :before
+    WHERE state IN (SELECT value FROM json_each(:states)) AND state IN ('completed', 'dead', 'cancelled')
+      AND finished_at < :before
     ORDER BY finished_at, seq LIMIT :limit)
 
 -- name: purge_jobs
 DELETE FROM jobs WHERE id IN (
     SELECT id FROM jobs
-    WHERE state IN (SELECT value FROM json_each(:states)) AND finished_at < :before
+    WHERE state IN (SELECT value FROM json_each(:states)) AND state IN ('completed', 'dead', 'cancelled')
+      AND finished_at < :before
     ORDER BY finished_at, seq LIMIT :limit)
 
 -- name: config_all
@@ -402,6 +553,7 @@ UPDATE workers SET stop_requested = 1 WHERE heartbeat_at >= :alive_since
 SELECT w.*, j.id AS current_job, j.started_at AS job_started_at
 FROM workers w
 LEFT JOIN jobs j ON j.worker_id = w.id AND j.state = 'processing'
+                 AND j.state <> 'completed'  -- on jobs_by_state_but_completed
 WHERE w.heartbeat_at >= :alive_since
 ORDER BY w.started_at, w.id
 

@@ -36,7 +36,9 @@ if TYPE_CHECKING:
 
     from queuectl.store.connector import Connector
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+SEARCH_WINDOW = 50_000  # jobs a dashboard search looks at per page (see page())
+BATCH = 5000  # jobs per insert_job_batch call: bounds the memory of a huge --file
 
 
 def _token() -> str:
@@ -137,15 +139,73 @@ class JobStore:
     def enqueue(self, specs: Iterable[NewJob], now: float,
                 progress: Callable[[int], None] | None = None) -> list[Enqueued]:
         """Insert all jobs in one transaction: all of them, or (on any error) none.
-        `progress(n)` is told how many are inserted so far (a big --file takes seconds)."""
+        `progress(n)` is told how many are inserted so far (a big --file takes seconds).
+
+        Runs of jobs without a unique_key go in batches through one prepared statement
+        (insert_job_batch: no per-row round trip, one wake-up notification); a job with a
+        unique_key goes alone through insert_job, whose result says whether a live job
+        already held the key. Input order is kept, so seq (FIFO) follows the input."""
+        specs = specs if isinstance(specs, list) else list(specs)
         results: list[Enqueued] = []
         with self.db.transaction():
             default_retries = self.settings()["max-retries"]
-            for spec in specs:
-                results.append(self._insert(spec, now, default_retries))
+            start, total = 0, len(specs)
+            while start < total:
+                if specs[start].unique_key is not None:
+                    results.append(self._insert(specs[start], now, default_retries))
+                    start += 1
+                else:
+                    end = start + 1
+                    while end < total and end - start < BATCH and specs[end].unique_key is None:
+                        end += 1
+                    results += self._insert_batch(specs[start:end], now, default_retries)
+                    start = end
                 if progress is not None:
                     progress(len(results))
+            if results:
+                self.db.execute("notify_new_jobs")
         return results
+
+    def _insert_batch(self, batch: list[NewJob], now: float,
+                      default_retries: int) -> list[Enqueued]:
+        rows = [
+            {
+                "id": spec.id or new_job_id(),
+                "command": spec.command,
+                "max_retries": default_retries if spec.max_retries is None else spec.max_retries,
+                "now": now,
+                "run_at": spec.run_at if spec.run_at is not None else now + (spec.delay or 0),
+                "priority": spec.priority,
+                "queue": spec.queue,
+                "timeout": spec.timeout,
+                "cwd": spec.cwd,
+                "env": json.dumps(spec.env) if spec.env else None,
+            }
+            for spec in batch
+        ]
+        try:
+            self.db.execute_many("insert_job_batch", rows)  # all rows or none of them
+        except Conflict:
+            self._refuse_taken_id(batch)
+            # No given id was taken, so a generated one collided: go row by row, where
+            # _insert draws a new id for it.
+            return [self._insert(spec, now, default_retries) for spec in batch]
+        return [Enqueued(id=row["id"], duplicate=False) for row in rows]
+
+    def _refuse_taken_id(self, batch: list[NewJob]) -> None:
+        """Name the first job of `batch` whose id the queue (or an earlier job of the same
+        input) already holds, as the row-by-row insert did."""
+        given = [spec.id for spec in batch if spec.id]
+        taken: set[str] = set()
+        for start in range(0, len(given), 500):
+            chunk = given[start : start + 500]
+            taken.update(row["id"] for row in
+                         self.db.fetch_all("states_of", {"ids": json.dumps(chunk)}))
+        seen: set[str] = set()
+        for job_id in given:
+            if job_id in taken or job_id in seen:
+                raise InputError(f"a job with id {job_id!r} already exists; choose another id")
+            seen.add(job_id)
 
     def _insert(self, spec: NewJob, now: float, default_retries: int) -> Enqueued:
         job_id = spec.id or new_job_id()
@@ -450,12 +510,9 @@ class JobStore:
     def list(self, state: str | None = None, limit: int = 100,
              queue: str | None = None) -> list[Job]:
         params = {"state": state, "queue": queue, "limit": limit}
-        name = {
-            (False, False): "list_jobs",
-            (True, False): "list_jobs_in_state",
-            (False, True): "list_jobs_in_queue",
-            (True, True): "list_jobs_in_state_and_queue",
-        }[(state is not None, queue is not None)]
+        # Completed jobs are not in jobs_by_state_but_completed; the newest jobs are mostly
+        # completed ones, so walking all jobs from the newest finds them at once.
+        name = "list_jobs" if state in (None, COMPLETED) else "list_jobs_in_state"
         return [row_to_job(r) for r in self.db.fetch_all(name, params)]
 
     def states(self, job_ids: list[str]) -> dict[str, str]:
@@ -470,26 +527,41 @@ class JobStore:
         return {job_id: found[job_id] for job_id in job_ids}
 
     def counts(self) -> dict[str, int]:
-        found = {r["state"]: r["n"] for r in self.db.fetch_all("count_by_state")}
-        return {state: found.get(state, 0) for state in STATES}
+        row = self.db.fetch_one("count_by_state") or {}
+        return {state: int(row.get(state) or 0) for state in STATES}
 
     def counts_by_queue(self) -> dict[str, dict[str, int]]:
         """{queue: {state: jobs}}, every state present (0 when none)."""
-        found: dict[str, dict[str, int]] = {}
-        for r in self.db.fetch_all("count_by_queue_and_state"):
-            found.setdefault(r["queue"], dict.fromkeys(STATES, 0))[r["state"]] = r["n"]
-        return dict(sorted(found.items()))
+        return {r["queue"]: {state: int(r[state]) for state in STATES}
+                for r in self.db.fetch_all("count_by_queue_and_state")}
 
     def page(self, state: str | None, queue: str | None, text: str | None,
              before: int | None, limit: int) -> tuple[list[Job], int | None]:
         """A page of jobs, newest first, below `before` (a seq from the previous page). Returns
-        the jobs and the `before` of the next page (None on the last page)."""
-        params = {"state": state, "queue": queue, "text": text or None, "limit": limit + 1,
-                  "before": 2**62 if before is None else before}
-        rows = self.db.fetch_all("page_jobs_in_state" if state else "page_jobs", params)
+        the jobs and the `before` of the next page (None on the last page).
+
+        A filter no index serves (a text or a queue) looks at most at SEARCH_WINDOW jobs per
+        page: a search that matches nothing among a million jobs would otherwise read them
+        all for one page. Such a page may hold fewer than `limit` jobs (even none) and still
+        lead on to older ones."""
+        text = text or None
+        floor = 0
+        if text is not None or queue is not None:
+            if before is None:
+                last = self.db.fetch_one("last_seq")
+                before = (last["seq"] or 0) + 1 if last else 1
+            floor = max(before - SEARCH_WINDOW, 0)
+        params = {"state": state, "queue": queue, "text": text, "limit": limit + 1,
+                  "before": 2**62 if before is None else before, "floor": floor}
+        name = "page_jobs" if state in (None, COMPLETED) else "page_jobs_in_state"
+        rows = self.db.fetch_all(name, params)
         more = len(rows) > limit
         rows = rows[:limit]
-        return [row_to_job(r) for r in rows], rows[-1]["seq"] if more else None
+        if more:
+            after = rows[-1]["seq"]
+        else:
+            after = floor if floor > 1 else None  # 1: seq starts there, nothing is below
+        return [row_to_job(r) for r in rows], after
 
     def attempt_history(self, since: float, limit: int = 200_000) -> list[dict]:
         """Runs finished at or after `since`, newest first, at most `limit` (see stats.py)."""
@@ -535,7 +607,8 @@ class JobStore:
         """Retry every dead job, except one whose unique_key a live job holds (counting the
         ones retried here): it stays dead, as a second enqueue of that key would be refused."""
         with self.db.transaction():
-            dead = self.db.fetch_all("list_jobs_in_state", {"state": DEAD, "limit": 2**62})
+            dead = self.db.fetch_all("list_jobs_in_state",
+                                     {"state": DEAD, "queue": None, "limit": 2**62})
             if not any(row["unique_key"] for row in dead):
                 return self.db.execute("dlq_retry_all", {"now": now})
             retried = 0

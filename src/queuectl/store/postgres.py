@@ -80,6 +80,32 @@ class PostgresConnector:
     def fetch_all(self, name: str, params: dict[str, Any] | None = None) -> list[dict]:
         return self._run(self.queries[name], params).fetchall()
 
+    def execute_many(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """Run a named statement for every row, all or nothing, in one round trip: the
+        PostgreSQL block takes the rows as one JSON array, %(rows)s, and unpacks it with
+        jsonb_to_recordset (one statement, so statement-level triggers run once, not per
+        row). A savepoint keeps the caller's transaction usable when it fails."""
+        import json
+
+        statement = self.queries[name]
+        self._run("SAVEPOINT execute_many")
+        try:
+            self._run(statement, {"rows": json.dumps(rows)})
+        except BaseException:
+            self._run_quietly("ROLLBACK TO SAVEPOINT execute_many")
+            raise
+        self._run("RELEASE SAVEPOINT execute_many")
+
+    def _run_quietly(self, statement: str) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            conn.execute(statement)
+        except psycopg.Error:
+            if conn.closed or conn.broken:
+                self._drop_connection()
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         if self._in_transaction:  # nested use joins the outer transaction

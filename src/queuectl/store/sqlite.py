@@ -171,6 +171,19 @@ class SQLiteConnector:
     def fetch_all(self, name: str, params: dict[str, Any] | None = None) -> list[dict]:
         return [dict(row) for row in self._run(self.queries[name], params).fetchall()]
 
+    def execute_many(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """Run a named statement once per row, all or nothing: a failing row undoes the rows
+        before it (a savepoint), and the caller's transaction carries on."""
+        statement = self.queries[name]
+        self._run("SAVEPOINT execute_many")
+        try:
+            self._guarded(lambda: self.conn.executemany(statement, rows))
+        except BaseException:
+            self.conn.execute("ROLLBACK TO execute_many")
+            self.conn.execute("RELEASE execute_many")
+            raise
+        self._run("RELEASE execute_many")
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         if self._in_transaction:  # nested use joins the outer transaction
@@ -225,8 +238,11 @@ class SQLiteConnector:
         return os.path.abspath(self.path)
 
     def _run(self, statement: str, params: dict[str, Any] | None = None) -> sqlite3.Cursor:
+        return self._guarded(lambda: self.conn.execute(statement, params or {}))
+
+    def _guarded(self, attempt):
         try:
-            return _while_busy(lambda: self.conn.execute(statement, params or {}))
+            return _while_busy(attempt)
         except sqlite3.IntegrityError as exc:
             raise Conflict(str(exc)) from None
         except sqlite3.OperationalError as exc:
