@@ -118,6 +118,13 @@ def marked_processes(marker: str, cmdline_has: str | None = None) -> list[tuple[
     return found
 
 
+def processes_with_env(marker: str, **env: str) -> list[int]:
+    """This run's processes whose environment also holds every NAME=VALUE given, e.g. the
+    processes of one run of one job (QUEUECTL_JOB_ID, QUEUECTL_RUN: the worker sets both)."""
+    return [pid for pid, _ in marked_processes(marker)
+            if all(environ_of(pid).get(k) == v for k, v in env.items())]
+
+
 def sigkill_all(pids: list[int]) -> int:
     killed = 0
     for pid in pids:

@@ -10,8 +10,8 @@ import time
 
 from chaos.common import (
     Row,
-    Scratch,
     ScenarioFailed,
+    Scratch,
     apply_audit,
     audit,
     children_of,
@@ -78,10 +78,12 @@ def _worst_recovery(kills, executions, recovered_at) -> float | None:
     """From each kill that hit a running job to the moment the queue took that run back (its
     `crashed` record). Its next start is not the measure: a recovered job is due now, so it
     queues behind every job that was due before it, which is the queue's order, not a delay."""
-    by_pid = {e.pid: e for e in executions}
     worst = None
     for when, pid in kills:
-        victim = by_pid.get(pid) if pid else None
+        # pids are reused over a thousand jobs: the victim is the last run of that pid that
+        # had started by the kill
+        runs = [e for e in executions if e.pid == pid and e.started <= when]
+        victim = max(runs, key=lambda e: e.started) if runs else None
         at = recovered_at.get((victim.job, victim.run)) if victim else None
         if at is None:
             continue  # the kill came after the run's result was recorded
