@@ -140,7 +140,14 @@ class Supervisor:
             if lived > HEALTHY_AFTER_SECONDS:
                 self.crashes[slot] = 0
             delay = RESTART_DELAYS[min(self.crashes[slot], len(RESTART_DELAYS) - 1)]
-            self.crashes[slot] += 1
+            # Back off only from a worker that fails by itself (it cannot open the database, a
+            # bug): restarting it at once would just fail again. A SIGKILL comes from outside
+            # (the OOM killer, an operator, a job killing its worker, which max-crashes
+            # bounds), says nothing about the next start, and a fork costs little; escalating
+            # on it left slots empty for 30 s under repeated kills, and the queue without
+            # workers to run or recover jobs (chaos suite, scenario 1).
+            if code != -signal.SIGKILL:
+                self.crashes[slot] += 1
             self._say(f"worker process {pid} died ({how}); restarting it in {delay:g}s")
             self.restart_at[slot] = time.monotonic() + delay
 
