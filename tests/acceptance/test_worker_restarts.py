@@ -44,3 +44,23 @@ def test_a_worker_killed_again_and_again_is_restarted_promptly_each_time(qc):
     wait_until(lambda: f"started (pid {pid})" in workers.log(), 15, "the last restart")
     workers.signal(signal.SIGTERM)
     assert workers.wait(15) == 0, workers.log()
+
+
+def test_a_stop_signal_that_arrives_while_a_worker_is_being_forked_is_not_lost(qc):
+    # Between the fork and the worker installing its own handlers, a signal runs the
+    # handler inherited from the supervisor. Found by the chaos suite: a SIGTERM sent just as
+    # a worker (re)started was dropped by that worker, and `worker start` never exited.
+    qc.fast()
+    for attempt in range(3):
+        workers = qc.start_workers(1)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:  # as soon as the first worker is forked
+            try:
+                with open(f"/proc/{workers.pid}/task/{workers.pid}/children") as f:
+                    if f.read().split():
+                        break
+            except OSError:
+                pass
+            time.sleep(0.001)
+        workers.signal(signal.SIGTERM)
+        assert workers.wait(15) == 0, f"attempt {attempt + 1}:\n{workers.log()}"
