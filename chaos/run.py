@@ -16,6 +16,7 @@ import argparse
 import datetime
 import importlib
 import os
+import signal
 import sys
 import time
 import traceback
@@ -98,6 +99,9 @@ def details(rows: list[Row]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    # A SIGTERM (CI's timeout, `kill`) unwinds like Ctrl-C, so every scenario's clean-up runs:
+    # its processes killed, its database dropped, the private PostgreSQL server stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     started = time.monotonic()
     rows: list[Row] = []
     for number, module_name, backends in SCENARIOS:
