@@ -423,6 +423,7 @@ class Audit:
     extra: int
     not_terminal: list[str]
     executions: list[Execution]
+    described: dict[str, str] = field(default_factory=dict)  # what is known of each lost job
 
 
 def audit(queue: Queue, side: SideFile, expected: dict[str, str]) -> Audit:
@@ -452,7 +453,14 @@ def audit(queue: Queue, side: SideFile, expected: dict[str, str]) -> Audit:
             double.append(job_id)
     extra = sum(max(0, len(runs) - 1) for runs in ran.values())
     not_terminal = [j for j, job in jobs.items() if job["state"] not in TERMINAL]
-    return Audit(lost, double, extra, not_terminal, executions)
+    described = {}
+    for job_id in lost + double:
+        job = jobs.get(job_id) or {}
+        runs = [(e.run, "ended" if e.ended else "cut") for e in ran[job_id]]
+        described[job_id] = (f"state {job.get('state')}, runs {job.get('runs')}, crashes "
+                             f"{job.get('crashes')}, history {history.get(job_id)}, side file "
+                             f"{sorted(runs)}, last error {job.get('last_error')!r}")
+    return Audit(lost, double, extra, not_terminal, executions, described)
 
 
 def apply_audit(row: Row, result: Audit) -> None:
@@ -462,5 +470,5 @@ def apply_audit(row: Row, result: Audit) -> None:
     if result.not_terminal:
         row.problems.append(f"{len(result.not_terminal)} job(s) not terminal")
     for what, ids in (("lost", result.lost), ("two terminal states", result.double_terminal)):
-        if ids:
-            row.notes.append(f"{what}: {', '.join(ids[:5])}")
+        for job_id in ids[:5]:
+            row.notes.append(f"{what}: {job_id}: {result.described.get(job_id)}")
