@@ -224,6 +224,13 @@ class Workers:
         """The supervisor's forked workers (each worker's guardian is the worker's child)."""
         return children_of(self.pid)
 
+    def wait_ready(self, count: int, timeout: float = 60) -> None:
+        """Until `count` workers said they started: a SIGTERM that reaches `worker start`
+        before it installed its handlers kills it outright (any program's default), which
+        says nothing about the queue."""
+        wait_until(lambda: self.log().count("] started (pid ") >= count, timeout,
+                   f"{count} worker(s) of supervisor {self.pid} to start")
+
     def signal(self, signum: int) -> None:
         self.popen.send_signal(signum)
 

@@ -98,6 +98,8 @@ def run(backend: str, quick: bool, pg_admin: str) -> Row:
         # After the last kill: workers again, until every job is terminal.
         started = time.monotonic()
         supervisors = [q.start_workers(n) for n in WORKERS]
+        for workers, n in zip(supervisors, WORKERS, strict=True):
+            workers.wait_ready(n)
         wait_until(lambda: not _still_lost(q, left_processing), RECOVERY_BOUND,
                    "the last kill's jobs to be recovered")
         recoveries.append(time.monotonic() - started)
