@@ -21,7 +21,8 @@ RESTART_DELAYS = (0.5, 1, 2, 5, 10, 30)  # after consecutive crashes of one slot
 HEALTHY_AFTER_SECONDS = 60.0
 
 
-def _child_main(db: str, burst: bool, queues: list[str] | None, verbose: bool) -> int:
+def _child_main(db: str, burst: bool, queues: list[str] | None, verbose: bool,
+                inherited: StopRequests | None = None) -> int:
     # Imported here so the supervisor itself stays small; the child pays the import once.
     from queuectl.errors import QueueError
     from queuectl.runner import close_inherited_fds
@@ -34,6 +35,12 @@ def _child_main(db: str, burst: bool, queues: list[str] | None, verbose: bool) -
     close_inherited_fds()  # jobs must not get the descriptors the worker was started with
     watchdog = Watchdog()  # forked before any connection or job exists
     stops = StopRequests().install()
+    # Until install(), a signal ran the supervisor's handlers, inherited with the fork, and
+    # set the level of the supervisor's StopRequests (this process's copy of it). A stop
+    # forwarded to a worker that was still starting would otherwise be lost, and the
+    # supervisor would wait for that worker forever.
+    if inherited is not None:
+        stops.request(inherited.level)
     try:
         store = open_store(db, durable=False)
     except QueueError as exc:
@@ -60,9 +67,10 @@ class Supervisor:
         self.crashes = [0] * count
         self.restart_at: dict[int, float] = {}  # slot -> monotonic time
         self.failed = False
+        self.stops: StopRequests | None = None  # set by run()
 
     def run(self) -> int:
-        stops = StopRequests().install()
+        stops = self.stops = StopRequests().install()
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # just wake the select
         forwarded = RUNNING
         for slot in range(self.count):
@@ -103,7 +111,7 @@ class Supervisor:
         if pid == 0:
             code = 1
             try:
-                code = _child_main(self.db, self.burst, self.queues, self.verbose)
+                code = _child_main(self.db, self.burst, self.queues, self.verbose, self.stops)
             except BaseException as exc:  # noqa: BLE001 - a child must never return into our loop
                 log("worker", f"crashed: {exc!r}")
             finally:
@@ -142,7 +150,14 @@ class Supervisor:
             if lived > HEALTHY_AFTER_SECONDS:
                 self.crashes[slot] = 0
             delay = RESTART_DELAYS[min(self.crashes[slot], len(RESTART_DELAYS) - 1)]
-            self.crashes[slot] += 1
+            # Back off only from a worker that fails by itself (it cannot open the database, a
+            # bug): restarting it at once would just fail again. A SIGKILL comes from outside
+            # (the OOM killer, an operator, a job killing its worker, which max-crashes
+            # bounds), says nothing about the next start, and a fork costs little; escalating
+            # on it left slots empty for 30 s under repeated kills, and the queue without
+            # workers to run or recover jobs (chaos suite, scenario 1).
+            if code != -signal.SIGKILL:
+                self.crashes[slot] += 1
             self._say(f"worker process {pid} died ({how}); restarting it in {delay:g}s")
             self.restart_at[slot] = time.monotonic() + delay
 
