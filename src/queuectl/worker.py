@@ -288,7 +288,7 @@ class Worker:
                     process_recorded = True
                     self._guarded(lambda: self.store.set_process(job, running.pgid,
                                                                  running.stamp()))
-                if self.store.db.changed() and self.store.cancel_requested(job):
+                if self.store.db.changed() and self._cancel_requested(job):
                     exit_code = describe_exit(running.kill())[0]
                     self._durably(job, lambda: self.store.finish_cancelled(
                         job, self.clock(), exit_code, output=running.output))  # noqa: B023
@@ -318,6 +318,15 @@ class Worker:
         except QueueError as exc:
             self._say(f"could not write to the database yet ({exc}); will retry")
 
+    def _cancel_requested(self, job: Job) -> bool:
+        """Whether a cancel was asked for. A database that cannot answer has not asked: the
+        job keeps running (the next check asks again), as it does through a failed heartbeat."""
+        try:
+            return self.store.cancel_requested(job)
+        except QueueError as exc:
+            self._say(f"could not check job {job.id} for a cancel ({exc}); will retry")
+            return False
+
     def _renew(self, job: Job) -> bool:
         try:
             now = self.clock()
@@ -344,22 +353,32 @@ class Worker:
         return result
 
     def _durably(self, job: Job, record: Callable[[], object]) -> object:
-        """Record a run's result, retrying through a database outage for as long as our lease
-        could still be valid. Past that, another worker may already have recovered the job,
-        so we give up: the job is re-run (at-least-once), never lost and never stuck."""
-        delay = 0.25
+        """Record a run's result, retrying through a database outage. Every write of a result
+        is fenced by the claim's token, so trying past our lease is safe: once the database is
+        back the result lands if no other worker took the job over meanwhile, and is refused if
+        one did. So a worker that is not stopping keeps trying (a job that ran is not run
+        again just because the outage outlasted the lease); a stopping worker gives up once
+        the lease is over, and the job is recovered and run again (at-least-once)."""
+        delay, said_late = 0.25, False
         while True:
             try:
                 return record()
             except QueueError as exc:
-                if time.monotonic() + delay > self._lease_until:
+                late = time.monotonic() + delay > self._lease_until
+                if late and self.stops.level != RUNNING:
                     self._say(f"could not record the result of job {job.id} before its lease "
                               f"ran out ({exc}); it will be recovered and run again")
                     return False
-                self._say(f"could not record the result of job {job.id} yet ({exc}); "
-                          f"retrying in {delay:g}s")
+                if late and not said_late:
+                    said_late = True
+                    self._say(f"job {job.id}'s lease runs out before its result could be "
+                              f"recorded ({exc}); still trying: it lands unless another "
+                              "worker has taken the job over")
+                elif not late:
+                    self._say(f"could not record the result of job {job.id} yet ({exc}); "
+                              f"retrying in {delay:g}s")
                 self._sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, 2.0)
 
     def _record_failure(self, job: Job, exit_code: int | None, error: str,
                         outcome: str = "failed", output=None) -> None:

@@ -63,3 +63,33 @@ def test_busy_workers_ride_out_terminated_connections(pg_queue, pg_database, tmp
     assert "Traceback" not in logs, logs
     q.ok("worker", "stop")
     assert first.wait(30) == 0 and second.wait(30) == 0
+
+
+def test_a_result_outlasting_its_lease_in_an_outage_still_lands_once(pg_queue, pg_database,
+                                                                      tmp_path: Path):
+    """The database is unreachable for longer than the lease while a job finishes. Results are
+    fenced by the claim's token, so the worker keeps trying to record: once the database is
+    back the result lands (nobody took the job over), and the job is not run a second time."""
+    q = pg_queue
+    q.fast()  # lease 2 s
+    marker, started = tmp_path / "ran.txt", tmp_path / "started"
+    q.enqueue({"id": "once", "command": f"touch {started}; sleep 0.5; echo ran >> {marker}"})
+    workers = q.start_workers(1)
+    wait_until(started.exists, 30, "the job to start")
+    began = time.monotonic()
+    database = psycopg.conninfo.conninfo_to_dict(pg_database)["dbname"]
+    with psycopg.connect(pg_database, dbname="postgres", autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        try:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = %s", (database,))
+            wait_until(marker.exists, 30, "the job to finish during the outage")
+            # The outage's chosen length: past the 2 s lease, which the worker last renewed
+            # when the job started.
+            time.sleep(max(0.0, began + 3.5 - time.monotonic()))
+        finally:
+            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+    job = q.wait_for_state("once", "completed", 30)
+    assert job["runs"] == 1 and job["attempts"] == 1, job
+    assert marker.read_text().split() == ["ran"], "the job ran again after the outage"
+    assert "still trying" in workers.log()

@@ -349,20 +349,21 @@ def test_describe_masks_the_password(pg_database):
         "postgresql://u@h/db?password=***&sslmode=require"
 
 
-def test_workers_commit_without_waiting_for_the_flush_and_the_cli_waits(pg_database):
-    """DECISIONS.md 8 on PostgreSQL: a worker's session has synchronous_commit off, every other
-    (the CLI's enqueue) keeps the server's default, on. Also after a reconnect."""
+def test_workers_commit_durably_like_the_cli(pg_database):
+    """DECISIONS.md 8 on PostgreSQL: a worker's session keeps synchronous_commit on, as the
+    CLI's does, also after a reconnect: an asynchronous commit is lost when the server
+    crashes, and a lost claim lets a second worker start a job that is still running."""
     cli = open_store(pg_database)
     worker = open_store(pg_database, durable=False)
     try:
         def setting(store) -> str:
             return store.db._run("SHOW synchronous_commit").fetchone()["synchronous_commit"]
 
-        assert (setting(cli), setting(worker)) == ("on", "off")
+        assert (setting(cli), setting(worker)) == ("on", "on")
         cli.db._run(KILL_OTHERS)
         with pytest.raises(DatabaseUnavailable):
             setting(worker)
-        assert setting(worker) == "off"
+        assert setting(worker) == "on"
     finally:
         cli.close()
         worker.close()

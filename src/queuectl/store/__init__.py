@@ -79,7 +79,7 @@ def open_store(db: str | None = None, *, durable: bool = True, migrate: bool = T
     if is_postgres(target):
         from queuectl.store.postgres import PostgresConnector  # optional extra, imported late
 
-        connector = PostgresConnector(target, durable=durable)
+        connector = PostgresConnector(target)  # always durable: DECISIONS.md 8
     else:
         from queuectl.store.sqlite import SQLiteConnector
 

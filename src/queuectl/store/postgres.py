@@ -49,15 +49,14 @@ NOT_INSTALLED = "PostgreSQL support is not installed: pip install 'queuectl[post
 class PostgresConnector:
     dialect = "postgres"
 
-    def __init__(self, url: str, durable: bool = True):
-        """`durable=False` (workers) turns synchronous_commit off for this session: a commit
-        returns before its WAL record is flushed, like SQLite's synchronous=NORMAL. A server
-        crash can then lose a worker's last fraction of a second of state changes, which at
-        worst runs a job again; the CLI keeps every enqueue durable (DECISIONS.md 8)."""
+    def __init__(self, url: str):
+        """Every session keeps the server's synchronous_commit (on): unlike SQLite's NORMAL,
+        which loses commits only when the machine goes down, asynchronous commits are lost
+        when the server process crashes, and a lost claim lets a second worker start a job
+        that is still running (DECISIONS.md 8)."""
         if psycopg is None:
             raise QueueError(NOT_INSTALLED)
         self.url = url
-        self.durable = durable
         self.queries = sql.load(self.dialect)
         self._conninfo, self._where, self._password = _parse_url(url)
         self._in_transaction = False
@@ -177,14 +176,6 @@ class PostgresConnector:
                 f"cannot connect to PostgreSQL at {self._where}: {self._reason(exc)}"
             ) from None
         self._own_pid = conn.info.backend_pid
-        if not self.durable:
-            try:
-                conn.execute("SET synchronous_commit = off")
-            except psycopg.Error as exc:
-                conn.close()
-                raise DatabaseUnavailable(
-                    f"lost the connection to PostgreSQL at {self._where}: {self._reason(exc)}"
-                ) from None
         return conn
 
     def _run(self, statement: str,
