@@ -18,6 +18,7 @@ from queuectl.errors import DatabaseUnavailable, QueueError
 from queuectl.models import NewJob
 from queuectl.store import WorkerIdentity, mask_password, open_store
 from queuectl.store.jobstore import SCHEMA_VERSION
+from queuectl.store.postgres import IDLE_IN_TRANSACTION_TIMEOUT
 
 KILL_OTHERS = ("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
                "WHERE datname = current_database() AND pid <> pg_backend_pid()")
@@ -347,6 +348,34 @@ def test_describe_masks_the_password(pg_database):
     store.close()
     assert mask_password("postgresql://u@h/db?password=x&sslmode=require") == \
         "postgresql://u@h/db?password=***&sslmode=require"
+
+
+def test_a_session_frozen_in_a_transaction_is_ended_by_the_server(pg_database):
+    """Every session asks the server to end it when it sits idle inside a transaction (a
+    frozen worker would keep its row locks and stall the others); also after a reconnect.
+    The holder's locks go with it: here a short timeout shows a blocked writer get through."""
+    holder, other = open_store(pg_database), open_store(pg_database)
+    try:
+        def setting(store) -> str:
+            return store.db._run("SHOW idle_in_transaction_session_timeout").fetchone()[
+                "idle_in_transaction_session_timeout"]
+
+        assert setting(holder) == IDLE_IN_TRANSACTION_TIMEOUT
+        other.db._run(KILL_OTHERS)
+        with pytest.raises(DatabaseUnavailable):
+            setting(holder)
+        assert setting(holder) == IDLE_IN_TRANSACTION_TIMEOUT
+        holder.db._run("SET idle_in_transaction_session_timeout = '300ms'")
+        holder.db._run("BEGIN")
+        holder.db._run("UPDATE queuectl_meta SET value = value WHERE key = 'schema_version'")
+        # The holder now freezes (does nothing); the other writer needs the same row.
+        other.db._run("SET lock_timeout = '20s'")
+        other.db._run("UPDATE queuectl_meta SET value = value WHERE key = 'schema_version'")
+        with pytest.raises(DatabaseUnavailable):
+            holder.db._run("SELECT 1")
+    finally:
+        holder.close()
+        other.close()
 
 
 def test_workers_commit_durably_like_the_cli(pg_database):

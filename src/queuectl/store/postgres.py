@@ -43,6 +43,11 @@ CONNECT_DEFAULTS = {
     "keepalives_interval": "10",
     "keepalives_count": "3",
 }
+# A session frozen inside a transaction (SIGSTOP, a swapped-out host, Ctrl-Z) keeps its row
+# locks: workers that need the same job or counter row would wait for it without end, and the
+# job could not be recovered. Ours hold a transaction for milliseconds; the server ends any
+# session idle in one for this long, which rolls it back and frees its locks.
+IDLE_IN_TRANSACTION_TIMEOUT = "30s"
 NOT_INSTALLED = "PostgreSQL support is not installed: pip install 'queuectl[postgres]'"
 
 
@@ -176,6 +181,16 @@ class PostgresConnector:
                 f"cannot connect to PostgreSQL at {self._where}: {self._reason(exc)}"
             ) from None
         self._own_pid = conn.info.backend_pid
+        try:
+            # A SET, not the `options` startup parameter: poolers such as PgBouncer refuse
+            # startup parameters they do not know.
+            conn.execute("SET idle_in_transaction_session_timeout = "
+                         f"'{IDLE_IN_TRANSACTION_TIMEOUT}'")
+        except psycopg.Error as exc:
+            conn.close()
+            raise DatabaseUnavailable(
+                f"lost the connection to PostgreSQL at {self._where}: {self._reason(exc)}"
+            ) from None
         return conn
 
     def _run(self, statement: str,
