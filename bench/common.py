@@ -277,7 +277,10 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGINT, grace: float 
             proc.send_signal(sig)
             proc.wait(grace)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:  # not the leader of its own group: kill it alone
+                proc.kill()
             proc.wait()
 
 
