@@ -118,10 +118,12 @@ class Worker:
             if self.stops.level != RUNNING:
                 return False
             # Note the database's version before looking: a job enqueued after this point
-            # wakes the idle wait at once instead of waiting out poll-seconds.
+            # wakes the idle wait at once instead of waiting out poll-seconds. Read the clock
+            # only after that: a job committed before the note carries its enqueuer's clock,
+            # and claiming with an older `now` would find it not yet due, with no wake to come.
             self.store.db.change_fd()
             self.store.db.changed()
-            job = self.store.claim(self.identity, now, self.settings["lease-seconds"])
+            job = self.store.claim(self.identity, self.clock(), self.settings["lease-seconds"])
             if job is None:
                 return False
         elif self.stops.level != RUNNING:  # a stop came between the chained claim and now

@@ -47,3 +47,28 @@ def test_a_running_worker_picks_up_each_new_job_without_waiting_for_its_poll(cli
         workers.terminate()
         out, err = workers.communicate(timeout=30)
     assert workers.returncode == 0, err
+
+
+def test_a_job_committed_while_the_worker_prepares_its_claim_is_claimed_at_once(db):
+    """A commit landing after the worker read its clock but before it noted the database's
+    version makes no later wake; the claim must still see that job as due."""
+    store, other = open_store(db), open_store(db)
+    try:
+        store.config_set("poll-seconds", POLL)
+        worker = Worker(store, new_identity(), verbose=False)
+        worker.maintain(time.time(), force=True)  # so run_once does no maintenance now
+        read_clock_at = time.time()
+        watch = store.db.change_fd
+        enqueued = []
+
+        def change_fd_after_a_commit():
+            if not enqueued:  # the enqueuer's clock is later than the worker's reading
+                enqueued.append(other.enqueue([NewJob(id="racer", command="true")], time.time()))
+            return watch()
+
+        store.db.change_fd = change_fd_after_a_commit
+        assert worker.run_once(read_clock_at) is True, "the due job was left for poll-seconds"
+        assert enqueued and store.get("racer").state == "completed"
+    finally:
+        store.close()
+        other.close()
