@@ -1,0 +1,56 @@
+"""The guardian process of watchdog.py, with real processes: it kills the job in flight when
+its worker lets go mid-job, and leaves at once when the worker closes it between jobs."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from queuectl.processes import group_alive
+from queuectl.runner import RunningJob
+from queuectl.watchdog import Watchdog
+
+
+def _wait_for(condition, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_closing_mid_job_kills_the_job_in_flight():
+    watchdog = Watchdog()
+    job = RunningJob("sleep 30")
+    try:
+        watchdog.job_started(job.pgid)
+        watchdog.close()  # as when the worker fails with its job still running
+        assert _wait_for(lambda: job.poll() is not None), "the job outlived its worker"
+        assert job.returncode < 0  # killed by a signal, not finished
+    finally:
+        if job.poll() is None:
+            job.kill(grace=0)
+        job.finish()
+
+
+def test_closing_between_jobs_ends_the_guardian_and_leaves_the_finished_job_alone():
+    watchdog = Watchdog()
+    job = RunningJob("true")
+    watchdog.job_started(job.pgid)
+    assert job.wait() == 0
+    job.finish()
+    watchdog.job_ended(job.pgid)
+    guardian = watchdog.pid
+    watchdog.close()
+    # close() reaped it: the pid names no child of ours any more
+    assert not _pid_is_our_child(guardian)
+    assert not group_alive(job.pgid)
+
+
+def _pid_is_our_child(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return True
