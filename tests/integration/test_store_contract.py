@@ -684,12 +684,15 @@ def test_record_and_claim_claims_nothing_once_the_worker_was_asked_to_stop(store
     assert store.get("b").state == "pending"
 
 
-def test_record_and_claim_claims_nothing_for_a_worker_without_a_row(store):
-    """A worker forgotten as dead must register again (in its next maintenance) first."""
+def test_record_and_claim_still_claims_for_a_worker_without_a_row(store):
+    """A worker forgotten as dead while frozen is alive again: it goes on (its claims are
+    fenced by their tokens like any other) and registers again at its next maintenance. Only a
+    stop request, which needs a row to be asked, keeps the chained claim from claiming."""
     store.enqueue([new("a"), new("b")], T0)
     job = claim(store, T0)
-    assert store.record_and_claim(lambda: store.complete(job, T0 + 1), A, T0 + 1,
-                                  LEASE) == (True, None)
+    done, following = store.record_and_claim(lambda: store.complete(job, T0 + 1), A, T0 + 1,
+                                             LEASE)
+    assert done is True and following.id == "b" and following.worker_id == A.id
 
 
 def test_a_late_result_is_refused_but_the_next_job_is_still_claimed(store):

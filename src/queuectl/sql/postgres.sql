@@ -332,7 +332,11 @@ UPDATE jobs
 SET state = 'processing', runs = runs + 1, worker_id = %(worker_id)s, host = %(host)s,
     lease_token = %(token)s, lease_expires_at = %(lease_until)s, started_at = %(now)s,
     updated_at = %(now)s, pgid = NULL, pgid_started = NULL
-WHERE seq = (
+-- Not for a worker that `worker stop` asked to stop: read in the claim itself, so a
+-- chained claim (record_and_claim) needs no statement of its own for it. A worker
+-- without a row (a test, or forgotten as dead while frozen) may claim.
+WHERE NOT EXISTS (SELECT 1 FROM workers WHERE id = %(worker_id)s AND stop_requested <> 0)
+  AND seq = (
     SELECT seq FROM jobs
     WHERE state IN ('pending', 'failed') AND run_at <= %(now)s
     ORDER BY priority DESC, run_at, seq
@@ -349,7 +353,11 @@ UPDATE jobs
 SET state = 'processing', runs = runs + 1, worker_id = %(worker_id)s, host = %(host)s,
     lease_token = %(token)s, lease_expires_at = %(lease_until)s, started_at = %(now)s,
     updated_at = %(now)s, pgid = NULL, pgid_started = NULL
-WHERE seq = (
+-- Not for a worker that `worker stop` asked to stop: read in the claim itself, so a
+-- chained claim (record_and_claim) needs no statement of its own for it. A worker
+-- without a row (a test, or forgotten as dead while frozen) may claim.
+WHERE NOT EXISTS (SELECT 1 FROM workers WHERE id = %(worker_id)s AND stop_requested <> 0)
+  AND seq = (
     SELECT best.seq
     FROM jsonb_array_elements_text(%(queues)s::jsonb) AS served(queue)
     CROSS JOIN LATERAL (

@@ -260,7 +260,11 @@ UPDATE jobs
 SET state = 'processing', runs = runs + 1, worker_id = :worker_id, host = :host,
     lease_token = :token, lease_expires_at = :lease_until, started_at = :now,
     updated_at = :now, pgid = NULL, pgid_started = NULL
-WHERE seq = (
+-- Not for a worker that `worker stop` asked to stop: read in the claim itself, so a
+-- chained claim (record_and_claim) needs no statement of its own for it. A worker
+-- without a row (a test, or forgotten as dead while frozen) may claim.
+WHERE NOT EXISTS (SELECT 1 FROM workers WHERE id = :worker_id AND stop_requested <> 0)
+  AND seq = (
     -- INDEXED BY: without statistics (queuectl never runs ANALYZE) SQLite picks jobs_by_state
     -- and sorts every ready job, 25 ms per claim at 100k pending instead of 0.3 ms. Naming the
     -- index also makes SQLite refuse this query if a change ever made the index unusable.
@@ -276,7 +280,11 @@ UPDATE jobs
 SET state = 'processing', runs = runs + 1, worker_id = :worker_id, host = :host,
     lease_token = :token, lease_expires_at = :lease_until, started_at = :now,
     updated_at = :now, pgid = NULL, pgid_started = NULL
-WHERE seq = (
+-- Not for a worker that `worker stop` asked to stop: read in the claim itself, so a
+-- chained claim (record_and_claim) needs no statement of its own for it. A worker
+-- without a row (a test, or forgotten as dead while frozen) may claim.
+WHERE NOT EXISTS (SELECT 1 FROM workers WHERE id = :worker_id AND stop_requested <> 0)
+  AND seq = (
     -- The best due job of each served queue, each found by walking jobs_ready_by_queue, then
     -- the best of those. Filtering one walk of jobs_ready by queue instead would step over
     -- every ready job of the queues this worker does not serve.

@@ -263,13 +263,12 @@ class JobStore:
         """Record a run's result (`record` is one of complete/fail/...) and claim this worker's
         next job in the same transaction: one commit per job instead of two, which is most of
         a SQLite worker's own cost. Both or neither: if anything fails, nothing is written and
-        the caller may try again. No claim when `worker stop` asked this worker to stop (read
-        inside the transaction, so a stop that committed first always wins)."""
+        the caller may try again. No claim when `worker stop` asked this worker to stop (the
+        claim statement reads the flag, inside the transaction, so a stop that committed first
+        always wins)."""
         with self.db.transaction():
             result = record()
-            job = None
-            if self.stop_requested(worker.id) is False:
-                job = self.claim(worker, now, lease_seconds)
+            job = self.claim(worker, now, lease_seconds)
         return result, job
 
     def unclaim(self, job: Job, now: float) -> bool:
