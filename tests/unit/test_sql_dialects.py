@@ -14,7 +14,10 @@ POSTGRES_PARAM = re.compile(r"%\((\w+)\)s")
 
 
 def test_both_dialects_define_the_same_blocks():
-    assert sorted(sql.load("sqlite")) == sorted(sql.load("postgres"))
+    def shared(dialect):
+        return sorted(set(sql.load(dialect)) - set(sql.ONE_STATEMENT_FORMS))
+
+    assert shared("sqlite") == shared("postgres")
 
 
 BATCH_COLUMNS = re.compile(r"AS r\((.*?)\)\s*$", re.DOTALL | re.MULTILINE)

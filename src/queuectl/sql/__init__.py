@@ -2,7 +2,9 @@
 
 A block starts with a line `-- name: NAME` and runs to the next such line. Blocks named
 `migration_N` are the schema, applied in order of N. Both dialect files must define the same
-names (tests/unit/test_sql.py checks it), so the store's logic is written once.
+names (tests/unit/test_sql.py checks it), so the store's logic is written once. The one
+exception is ONE_STATEMENT_FORMS: a dialect may do in one statement what the others do in
+several (the store uses it where the dialect defines it), saving a round trip per call.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ from __future__ import annotations
 import os
 import re
 from functools import cache
+
+# name -> the names it stands for; only PostgreSQL (data-modifying WITH) defines these.
+ONE_STATEMENT_FORMS = {"finish_job_with_attempt": ("finish_job", "insert_attempt")}
 
 _NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 

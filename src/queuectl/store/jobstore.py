@@ -397,38 +397,32 @@ class JobStore:
                 chunks = output.take_unstored()
                 if chunks:
                     self._insert_chunks(job, output, chunks)
-            changed = self.db.execute(
-                "finish_job",
-                {
-                    "id": job.id,
-                    "token": job.lease_token,
-                    "state": state,
-                    "attempts": attempts,
-                    "run_at": run_at,
-                    "exit_code": exit_code,
-                    "error": error,
-                    "finished_at": now if finished else None,
-                    "now": now,
-                    "crashes": job.crashes if crashes is None else crashes,
-                },
-            )
-            if changed != 1:
+            finish = {
+                "id": job.id,
+                "token": job.lease_token,
+                "state": state,
+                "attempts": attempts,
+                "run_at": run_at,
+                "exit_code": exit_code,
+                "error": error,
+                "finished_at": now if finished else None,
+                "now": now,
+                "crashes": job.crashes if crashes is None else crashes,
+            }
+            attempt = {
+                "run": job.runs,
+                "worker_id": job.worker_id,
+                "host": job.host,
+                "started_at": job.started_at or now,
+                "outcome": outcome,
+                "output_bytes": output.total if output is not None else None,
+            }
+            if "finish_job_with_attempt" in self.db.queries:  # see sql.ONE_STATEMENT_FORMS
+                return self.db.execute("finish_job_with_attempt", finish | attempt) == 1
+            if self.db.execute("finish_job", finish) != 1:
                 return False
-            self.db.execute(
-                "insert_attempt",
-                {
-                    "job_id": job.id,
-                    "run": job.runs,
-                    "worker_id": job.worker_id,
-                    "host": job.host,
-                    "started_at": job.started_at or now,
-                    "finished_at": now,
-                    "outcome": outcome,
-                    "exit_code": exit_code,
-                    "error": error,
-                    "output_bytes": output.total if output is not None else None,
-                },
-            )
+            self.db.execute("insert_attempt", attempt | {
+                "job_id": job.id, "finished_at": now, "exit_code": exit_code, "error": error})
         return True
 
     # -- recovery of jobs whose worker died ---------------------------------------------------
