@@ -283,6 +283,30 @@ def test_a_connection_lost_inside_a_transaction_writes_nothing(pg_database):
     store.close()
 
 
+def test_a_failing_first_statement_sent_with_begin_rolls_back_and_leaves_the_session_usable(
+        pg_database):
+    """BEGIN travels in one pipeline with a transaction's first statement: a failure of that
+    statement must surface as the same errors, and the session must be usable after."""
+    from queuectl.errors import Conflict
+
+    store = open_store(pg_database)
+    store.db.run_script("CREATE TEMP TABLE once (id INTEGER PRIMARY KEY)")
+    insert = "INSERT INTO once VALUES (%(id)s)"
+    with store.db.transaction():
+        store.db._run(insert, {"id": 1})
+    with pytest.raises(Conflict, match="duplicate key"):
+        with store.db.transaction():
+            store.db._run(insert, {"id": 1})
+    with pytest.raises(QueueError, match="database error"):
+        with store.db.transaction():
+            store.db._run("SELECT 1 / %(zero)s", {"zero": 0})
+            store.db._run(insert, {"id": 2})  # never reached
+    with store.db.transaction():
+        store.db._run(insert, {"id": 3})
+    assert [r["id"] for r in store.db._run("SELECT id FROM once ORDER BY id").fetchall()] == [1, 3]
+    store.close()
+
+
 def test_a_worker_rides_out_the_loss_of_all_its_connections(pg_database):
     with_password = pg_database.replace("postgres@", "postgres:s3cret@")  # trust auth ignores it
     worker = subprocess.Popen(
