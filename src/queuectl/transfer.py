@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import asdict, dataclass
@@ -102,15 +103,18 @@ def _copy(src: JobStore, dst: JobStore,
             raise InputError(f"{dst.describe()} already holds jobs; migrate only copies into an "
                              "empty queue (nothing was written)")
         writable = _placeholders(sql.load(dst.db.dialect)["import_job"])
+        imported: Counter[tuple[str, str]] = Counter()
         for row in _batches(src, "export_jobs", {"after": 0}, lambda r: {"after": r["seq"]}):
             unknown = set(row) - writable
             if unknown:
                 raise QueueError(f"cannot copy column(s) {', '.join(sorted(unknown))} of "
                                  f"{src.describe()}; nothing was written")
             dst.db.execute("import_job", row)
+            imported[row["queue"], row["state"]] += 1
             copied.jobs += 1
             copied.running += row["state"] == "processing"
             tick()
+        dst.count_inserted(imported.elements())
         for row in _batches(src, "export_attempts", {"job_id": "", "run": -1},
                             lambda r: {"job_id": r["job_id"], "run": r["run"]}):
             dst.db.execute("import_attempt", row)

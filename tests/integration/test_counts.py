@@ -10,6 +10,7 @@ import sqlite3
 import pytest
 
 from queuectl import sql
+from queuectl.errors import InputError
 from queuectl.models import STATES, NewJob
 from queuectl.store import open_store
 from queuectl.store.jobstore import SCHEMA_VERSION
@@ -99,12 +100,15 @@ def test_a_version_3_queue_is_upgraded_in_place_with_its_counts(db):
 
     store = open_store(db)
     try:
-        assert store.db.fetch_one("schema_version")["value"] == str(SCHEMA_VERSION) == "4"
+        assert store.db.fetch_one("schema_version")["value"] == str(SCHEMA_VERSION) == "5"
         assert [j.id for j in store.list()] == ["old-2", "old-1"]
         check(store)
         job = store.claim(A, T0, 15)
         store.complete(job, T0 + 1)
         check(store)
+        store.enqueue([NewJob(id="new-1", command="true", queue="q"),
+                       NewJob(id="new-2", command="true", unique_key="u")], T0 + 2)
+        check(store)  # inserts after migration 5 are counted by the store
     finally:
         store.close()
 
@@ -186,3 +190,23 @@ def test_a_search_pages_through_a_window_of_jobs_at_a_time(store, monkeypatch):
     assert len(jobs) == 5 and after is not None
     jobs, after = store.page("pending", "default", None, None, 50)
     assert [j.id for j in jobs] == [f"j{i:02d}" for i in range(24, 14, -1)] and after == 16
+
+
+def test_an_enqueue_refused_as_a_whole_counts_nothing(store):
+    store.enqueue([NewJob(id="taken", command="true")], T0)
+    before = store.counts_by_queue()
+    with pytest.raises(InputError, match="'taken' already exists"):
+        store.enqueue([NewJob(id=f"n{i}", command="true", queue="other") for i in range(5)]
+                      + [NewJob(id="taken", command="true")], T0)
+    assert store.counts_by_queue() == before
+    check(store)
+
+
+def test_every_statement_that_inserts_jobs_is_one_the_store_counts():
+    """No trigger counts inserts (migration 5): JobStore.count_inserted must follow each of
+    these. A new statement that inserts jobs has to be added here, and counted."""
+    for dialect in ("sqlite", "postgres"):
+        inserting = {name for name, text in sql.load(dialect).items()
+                     if not name.startswith("migration_")
+                     and re.search(r"INSERT\s+INTO\s+jobs\b", text)}
+        assert inserting == {"insert_job", "insert_job_batch", "import_job"}, dialect

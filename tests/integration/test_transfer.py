@@ -61,6 +61,7 @@ def snapshot(db: str) -> dict:
             "attempts": store.db.fetch_all("export_attempts",
                                            {"job_id": "", "run": -1, "limit": 10**6}),
             "config": store.db.fetch_all("config_all"),
+            "counts": store.counts_by_queue(),  # the import counts what it inserts
             "output": [{**r, "data": bytes(r["data"])} for r in store.db.fetch_all(
                 "export_output", {"job_id": "", "run": -1, "start_byte": -1, "limit": 10**6})],
         }

@@ -266,6 +266,13 @@ CREATE TRIGGER jobs_counted_on_update AFTER UPDATE OF state, queue ON jobs
 DROP INDEX jobs_by_state;
 CREATE INDEX jobs_by_state_but_completed ON jobs (state, seq) WHERE state <> 'completed';
 
+-- name: migration_5
+-- Inserts are counted by the store (count_inserted: once per queue and batch), as on SQLite,
+-- where a trigger per inserted row was half the time of a bulk enqueue; one rule for both
+-- backends (DECISIONS.md §22). State changes and deletes are still counted by triggers.
+DROP TRIGGER jobs_counted_on_insert ON jobs;
+DROP FUNCTION queuectl_count_inserted();
+
 -- name: schema_table_exists
 SELECT 1 FROM information_schema.tables
 WHERE table_schema = current_schema() AND table_name = 'queuectl_meta'
@@ -317,6 +324,21 @@ ORDER BY e.n  -- seq follows the input order
 
 -- name: notify_new_jobs
 SELECT pg_notify('queuectl', 'job')
+
+-- name: count_inserted
+-- Jobs the store just inserted into one queue, by state (see migration_5); on this backend's
+-- own counter row, like the triggers, so concurrent writers rarely wait for each other.
+INSERT INTO job_counts AS c (queue, shard, pending, processing, completed, failed, dead,
+                             cancelled)
+VALUES (%(queue)s, mod(pg_backend_pid(), 16), %(pending)s, %(processing)s, %(completed)s,
+        %(failed)s, %(dead)s, %(cancelled)s)
+ON CONFLICT (queue, shard) DO UPDATE SET
+    pending = c.pending + excluded.pending,
+    processing = c.processing + excluded.processing,
+    completed = c.completed + excluded.completed,
+    failed = c.failed + excluded.failed,
+    dead = c.dead + excluded.dead,
+    cancelled = c.cancelled + excluded.cancelled
 
 -- name: live_job_with_key
 SELECT id FROM jobs

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from queuectl.store.connector import Connector
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SEARCH_WINDOW = 50_000  # jobs a dashboard search looks at per page (see page())
 BATCH = 5000  # jobs per insert_job_batch call: bounds the memory of a huge --file
 
@@ -190,7 +190,18 @@ class JobStore:
             # No given id was taken, so a generated one collided: go row by row, where
             # _insert draws a new id for it.
             return [self._insert(spec, now, default_retries) for spec in batch]
+        self.count_inserted((row["queue"], PENDING) for row in rows)
         return [Enqueued(id=row["id"], duplicate=False) for row in rows]
+
+    def count_inserted(self, jobs: Iterable[tuple[str, str]]) -> None:
+        """Add jobs just inserted, as (queue, state) pairs, to job_counts: no trigger counts
+        inserts (a trigger per row was half of a bulk enqueue's time), so every insert into
+        jobs must be followed by this, in its transaction. One statement per queue."""
+        per_queue: dict[str, dict[str, int]] = {}
+        for queue, state in jobs:
+            per_queue.setdefault(queue, dict.fromkeys(STATES, 0))[state] += 1
+        for queue, by_state in per_queue.items():
+            self.db.execute("count_inserted", {"queue": queue, **by_state})
 
     def _refuse_taken_id(self, batch: list[NewJob]) -> None:
         """Name the first job of `batch` whose id the queue (or an earlier job of the same
@@ -238,6 +249,7 @@ class JobStore:
             if existing is None:  # pragma: no cover - the conflict row cannot vanish mid-txn
                 raise QueueError(f"unique_key {spec.unique_key!r} conflicted but no job holds it")
             return Enqueued(existing["id"], duplicate=True)
+        self.count_inserted([(spec.queue, PENDING)])
         return Enqueued(job_id)
 
     # -- the worker's path: claim, heartbeat, finish ------------------------------------------
