@@ -307,6 +307,37 @@ def test_a_failing_first_statement_sent_with_begin_rolls_back_and_leaves_the_ses
     store.close()
 
 
+def test_a_last_statement_sent_with_its_commit_commits_all_or_nothing(pg_database):
+    """fetch_one_last sends the COMMIT in one pipeline with the transaction's last statement:
+    the whole transaction lands when it succeeds, none of it when it fails, and nothing may
+    follow it in the transaction."""
+    store, other = open_store(pg_database), open_store(pg_database)
+    store.config_set("max-retries", "3")
+    with store.db.transaction():
+        store.db.execute("config_set", {"key": "max-retries", "value": "7"})
+        store.db.execute("config_set", {"key": "backoff-base", "value": "5"})
+        assert store.db.fetch_one_last("get_job", {"id": "none"}) is None
+    assert (other.settings()["max-retries"], other.settings()["backoff-base"]) == (7, 5)
+
+    with pytest.raises(QueueError, match="database error"):
+        with store.db.transaction():
+            store.db.execute("config_set", {"key": "max-retries", "value": "9"})
+            store.db.fetch_one_last("claim_in_queues", {  # the server refuses the JSON
+                "worker_id": "w", "host": "h", "token": "t", "lease_until": 1.0, "now": 0.0,
+                "queues": "not json"})
+    assert other.settings()["max-retries"] == 7  # rolled back with the failed last statement
+
+    with pytest.raises(RuntimeError, match="after the one fetch_one_last"):
+        with store.db.transaction():
+            store.db.execute("config_set", {"key": "max-retries", "value": "4"})
+            store.db.fetch_one_last("get_job", {"id": "none"})
+            store.db.execute("config_set", {"key": "backoff-base", "value": "6"})
+    assert (other.settings()["max-retries"], other.settings()["backoff-base"]) == (4, 5)
+    assert store.settings()["max-retries"] == 4  # and the session goes on
+    store.close()
+    other.close()
+
+
 def test_a_worker_rides_out_the_loss_of_all_its_connections(pg_database):
     with_password = pg_database.replace("postgres@", "postgres:s3cret@")  # trust auth ignores it
     worker = subprocess.Popen(

@@ -18,6 +18,11 @@ class Connector(Protocol):
 
     def fetch_one(self, name: str, params: dict[str, Any] | None = None) -> dict | None: ...
 
+    def fetch_one_last(self, name: str, params: dict[str, Any] | None = None) -> dict | None:
+        """fetch_one for the last statement of the (outermost) transaction: the connector may
+        send the COMMIT along with it. Nothing may follow it in that transaction."""
+        ...
+
     def fetch_all(self, name: str, params: dict[str, Any] | None = None) -> list[dict]: ...
 
     def execute_many(self, name: str, rows: list[dict[str, Any]]) -> None:

@@ -267,7 +267,8 @@ class JobStore:
             name = "claim_in_queues"
             params["queues"] = json.dumps(worker.queues)
         with self.db.transaction():
-            row = self.db.fetch_one(name, params)
+            # The last statement of its transaction, also inside record_and_claim.
+            row = self.db.fetch_one_last(name, params)
         return row_to_job(row) if row else None
 
     def record_and_claim(self, record: Callable[[], Any], worker: WorkerIdentity, now: float,

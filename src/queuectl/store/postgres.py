@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import select
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -66,6 +66,7 @@ class PostgresConnector:
         self._conninfo, self._where, self._password = _parse_url(url)
         self._in_transaction = False
         self._begin_pending = False  # in a transaction whose BEGIN goes with its first statement
+        self._committed_early = False  # in a transaction whose COMMIT went with fetch_one_last
         self._pipeline = psycopg.Pipeline.is_supported()  # libpq 14 or later
         self._own_pid: int | None = None
         self._listener: psycopg.Connection[Any] | None = None
@@ -81,6 +82,28 @@ class PostgresConnector:
 
     def fetch_one(self, name: str, params: dict[str, Any] | None = None) -> dict | None:
         rows = self._run(self.queries[name], params).fetchall()
+        return rows[0] if rows else None
+
+    def fetch_one_last(self, name: str, params: dict[str, Any] | None = None) -> dict | None:
+        """The statement and COMMIT in one pipeline: one round trip instead of two (with a
+        BEGIN still pending, all three travel together). The answer is read only after the
+        COMMIT's, so a row is never returned from a transaction that did not commit."""
+        if not self._in_transaction or not self._pipeline or not params:
+            return self.fetch_one(name, params)
+        statement = self.queries[name]
+
+        def send_and_commit(conn: psycopg.Connection[dict[str, Any]]
+                            ) -> psycopg.Cursor[dict[str, Any]]:
+            with conn.pipeline():
+                if self._begin_pending:
+                    self._begin_pending = False
+                    conn.execute("BEGIN")
+                cursor = conn.execute(statement, params)
+                conn.execute("COMMIT")
+            return cursor
+
+        rows = self._run_guarded(send_and_commit).fetchall()
+        self._committed_early = True  # transaction() sends no COMMIT of its own
         return rows[0] if rows else None
 
     def fetch_all(self, name: str, params: dict[str, Any] | None = None) -> list[dict]:
@@ -127,10 +150,15 @@ class PostgresConnector:
             self._in_transaction = False
             if self._begin_pending:  # nothing was sent: nothing to roll back
                 self._begin_pending = False
+            elif self._committed_early:  # committed already: nothing to roll back either
+                self._committed_early = False
             else:
                 self._rollback_quietly()
             raise
         self._in_transaction = False
+        if self._committed_early:  # fetch_one_last sent the COMMIT with the last statement
+            self._committed_early = False
+            return
         if self._begin_pending:  # an empty transaction
             self._begin_pending = False
             return
@@ -205,6 +233,20 @@ class PostgresConnector:
 
     def _run(self, statement: str,
              params: dict[str, Any] | None = None) -> psycopg.Cursor[dict[str, Any]]:
+        def send(conn: psycopg.Connection[dict[str, Any]]) -> psycopg.Cursor[dict[str, Any]]:
+            if self._begin_pending:
+                self._begin_pending = False
+                return self._begin_with(conn, statement, params)
+            return conn.execute(statement, params or None)
+
+        return self._run_guarded(send)
+
+    def _run_guarded(self, send: Callable[[psycopg.Connection[dict[str, Any]]],
+                                          psycopg.Cursor[dict[str, Any]]]
+                     ) -> psycopg.Cursor[dict[str, Any]]:
+        """Call `send` with a live connection, turning psycopg's errors into ours."""
+        if self._committed_early and self._in_transaction:
+            raise RuntimeError("a statement after the one fetch_one_last ran as the last")
         if self._conn is None:
             # Never carry on a transaction on a new connection (one whose BEGIN is still to
             # be sent has not started: it may).
@@ -216,10 +258,7 @@ class PostgresConnector:
         # during a long job (the queue of undelivered NOTIFYs is shared by the whole cluster).
         self._drain_notifications()
         try:
-            if self._begin_pending:
-                self._begin_pending = False
-                return self._begin_with(conn, statement, params)
-            return conn.execute(statement, params or None)
+            return send(conn)
         except psycopg.errors.UniqueViolation as exc:
             raise Conflict(self._reason(exc)) from None
         except psycopg.errors.InFailedSqlTransaction:

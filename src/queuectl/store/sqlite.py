@@ -168,6 +168,9 @@ class SQLiteConnector:
         rows = self._run(self.queries[name], params).fetchall()
         return dict(rows[0]) if rows else None
 
+    def fetch_one_last(self, name: str, params: dict[str, Any] | None = None) -> dict | None:
+        return self.fetch_one(name, params)  # a local COMMIT costs no round trip to save
+
     def fetch_all(self, name: str, params: dict[str, Any] | None = None) -> list[dict]:
         return [dict(row) for row in self._run(self.queries[name], params).fetchall()]
 
