@@ -123,7 +123,13 @@ class Queue:
         return self.store.dlq_retry(list(job_ids), now())
 
     def dlq_retry_all(self) -> int:
+        """Retry every dead job a live job's unique_key does not block; returns how many.
+        dlq_held() lists the ones left dead."""
         return self.store.dlq_retry_all(now())
+
+    def dlq_held(self) -> list[str]:
+        """Dead jobs that cannot be retried now: a live job holds their unique_key."""
+        return self.store.dead_jobs_with_held_key()
 
     def dlq_purge(self) -> int:
         return self.store.dlq_purge()

@@ -228,7 +228,9 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
                  "history kept)",
                  "queuectl dlq retry job1   |   queuectl dlq retry --all", parents=[db, as_json])
     p.add_argument("job_ids", nargs="*", metavar="ID")
-    p.add_argument("--all", action="store_true", help="retry every dead job")
+    p.add_argument("--all", action="store_true",
+                   help="retry every dead job, except those whose unique_key a live job "
+                        "holds (they are named)")
     p.set_defaults(func=cmd_dlq_retry)
     p = _command(dsub, "purge", "delete every dead job and its history", "queuectl dlq purge",
                  parents=[db, as_json])
@@ -680,17 +682,24 @@ def cmd_dlq_retry(args) -> int:
 
     if args.all == bool(args.job_ids):
         raise InputError("give the ids of dead jobs to retry, or --all (not both)")
+    held: list[str] = []
     with open_queue(args) as queue:
         if args.all:
             count = queue.dlq_retry_all()
             ids = None
+            held = queue.dlq_held()
         else:
             ids = queue.dlq_retry(*args.job_ids)
             count = len(ids)
     if args.json:
-        print_json({"retried": count, "ids": ids})
+        print_json({"retried": count, "ids": ids} | ({"held": held} if args.all else {}))
     else:
         message(f"{count} job(s) moved from the DLQ back to pending")
+        if held:
+            shown = ", ".join(held[:10]) + (f" and {len(held) - 10} more" if len(held) > 10
+                                             else "")
+            message(f"{len(held)} job(s) stay dead because a live job holds their unique_key: "
+                    f"{shown}; retry them once it has finished, or cancel it")
     return EXIT_OK
 
 

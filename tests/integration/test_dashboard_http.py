@@ -154,3 +154,6 @@ def test_actions_are_post_only_and_bearer_works_for_scripts(db):
                        ).status_code == 401
     assert client.post("/api/dlq/purge", headers=auth).json() == {"purged": 1}
     assert client.post("/api/dlq/retry", headers=auth, json={"ids": "d1"}).status_code == 400
+    _dead_job(db, "d2")
+    assert client.post("/api/dlq/retry", headers=auth, json={"all": True}).json() == {
+        "retried": 1, "held": []}

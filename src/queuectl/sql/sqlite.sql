@@ -524,6 +524,16 @@ SET state = 'pending', attempts = 0, crashes = 0, run_at = :now, updated_at = :n
     finished_at = NULL
 WHERE state = 'dead' AND state <> 'completed'  -- on jobs_by_state_but_completed
 
+-- name: dead_jobs_with_held_key
+-- The dead jobs `dlq retry --all` leaves dead: a live job holds their unique_key.
+SELECT dead.id FROM jobs AS dead
+WHERE dead.state = 'dead' AND dead.state <> 'completed'  -- on jobs_by_state_but_completed
+  AND dead.unique_key IS NOT NULL
+  AND EXISTS (SELECT 1 FROM jobs AS live
+              WHERE live.unique_key = dead.unique_key
+                AND live.state IN ('pending', 'failed', 'processing'))
+ORDER BY dead.seq
+
 -- name: purge_output
 -- purge_*: finished jobs older than a cut-off, oldest first, in bounded batches so a big purge
 -- never holds the write lock for long. Output, then history, then the jobs, in one transaction;

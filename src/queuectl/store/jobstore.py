@@ -625,6 +625,10 @@ class JobStore:
                 retried += self.db.execute("dlq_retry", {"id": row["id"], "now": now})
             return retried
 
+    def dead_jobs_with_held_key(self) -> list[str]:
+        """Ids of the dead jobs that dlq_retry_all leaves dead (a live job holds their key)."""
+        return [row["id"] for row in self.db.fetch_all("dead_jobs_with_held_key")]
+
     def _live_holder_of_key(self, job_id: str) -> str | None:
         row = self.db.fetch_one("get_job", {"id": job_id})
         if row is None or row["state"] != DEAD or not row["unique_key"]:

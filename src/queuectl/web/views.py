@@ -100,7 +100,7 @@ def workers(queue: Queue) -> dict:
 
 def dlq_retry(queue: Queue, body: dict) -> dict:
     if body.get("all") is True:
-        return {"retried": queue.dlq_retry_all()}
+        return {"retried": queue.dlq_retry_all(), "held": queue.dlq_held()}
     ids = body.get("ids")
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
         raise InputError('give {"ids": ["job1", ...]} or {"all": true}')

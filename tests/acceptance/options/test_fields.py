@@ -296,11 +296,20 @@ def test_dlq_retry_never_makes_a_second_live_job_with_a_unique_key(q):
     refused = q.run("dlq", "retry", dead_a)
     assert_refused(refused, 1)
     assert live["id"] in refused.stderr
-    assert q.json("dlq", "retry", "--all")["retried"] == 2  # all but the two holding "k"
+    assert q.json("dlq", "retry", "--all") == {  # all but the two holding "k", named
+        "retried": 2, "ids": None, "held": [dead_a, dead_b]}
     assert q.states() == {dead_a: "dead", dead_b: "dead", unkeyed: "pending",
                           other_key: "pending", live["id"]: "pending"}
 
+    said = q.run("dlq", "retry", "--all")  # nothing to retry; the two are still named
+    assert said.returncode == 0
+    assert f"2 job(s) stay dead because a live job holds their unique_key: {dead_a}, " \
+        f"{dead_b}" in said.stderr
+
     q.ok("cancel", live["id"])  # the key is free: one of the two dead jobs may take it
-    assert q.json("dlq", "retry", "--all")["retried"] == 1
+    retried = q.json("dlq", "retry", "--all")
+    assert retried["retried"] == 1
     states = q.states()
     assert sorted([states[dead_a], states[dead_b]]) == ["dead", "pending"]
+    still_dead = dead_a if states[dead_a] == "dead" else dead_b
+    assert retried["held"] == [still_dead]  # the other one took the key

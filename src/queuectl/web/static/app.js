@@ -142,6 +142,10 @@ async function post(url, body) {
   } else {
     notice.textContent = answer.retried != null ? answer.retried + " job(s) retried"
       : answer.purged + " job(s) purged";
+    if (answer.held && answer.held.length) {
+      notice.textContent += "; " + answer.held.length +
+        " stay dead: a live job holds their unique key (" + answer.held.join(", ") + ")";
+    }
     notice.className = "ok";
   }
   await refresh();
