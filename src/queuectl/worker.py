@@ -29,6 +29,7 @@ from queuectl.store import JobStore, WorkerIdentity, strip_password
 from queuectl.watchdog import Watchdog
 
 IDLE_CHECK_SECONDS = 0.02  # how often an idle worker asks whether anything changed, when it asks
+STILL_TRYING_EVERY_SECONDS = 60.0  # how often a worker says it still cannot record a result
 SETTLE_SECONDS = 1.0  # how long it keeps asking after the database said it was written to
 SETTLE_FIRST_PAUSE = 0.001  # the first of those asks, doubling up to IDLE_CHECK_SECONDS
 MAINTENANCE_SECONDS = 2.0  # recovery scan and stop-flag check, at the latest this often
@@ -362,11 +363,14 @@ class Worker:
         again just because the outage outlasted the lease); a stopping worker gives up once
         the lease is over, and the job is recovered and run again (at-least-once)."""
         delay, said_late = 0.25, False
+        trying_since = time.monotonic()
+        remind_at = trying_since + STILL_TRYING_EVERY_SECONDS
         while True:
             try:
                 return record()
             except QueueError as exc:
-                late = time.monotonic() + delay > self._lease_until
+                now_mono = time.monotonic()
+                late = now_mono + delay > self._lease_until
                 if late and self.stops.level != RUNNING:
                     self._say(f"could not record the result of job {job.id} before its lease "
                               f"ran out ({exc}); it will be recovered and run again")
@@ -376,6 +380,15 @@ class Worker:
                     self._say(f"job {job.id}'s lease runs out before its result could be "
                               f"recorded ({exc}); still trying: it lands unless another "
                               "worker has taken the job over")
+                elif late and now_mono >= remind_at:
+                    # The database may refuse for good (disk full, a broken file): this
+                    # worker does nothing else meanwhile, and its operator must hear of it
+                    # more than once. A warm stop ends the wait (the job is recovered).
+                    remind_at = now_mono + STILL_TRYING_EVERY_SECONDS
+                    self._say(f"still trying to record the result of job {job.id}, for "
+                              f"{now_mono - trying_since:.0f}s now ({exc}); this worker runs "
+                              "nothing else meanwhile; stopping it (SIGTERM, Ctrl-C) gives up, and "
+                              "the job is recovered and run again")
                 elif not late:
                     self._say(f"could not record the result of job {job.id} yet ({exc}); "
                               f"retrying in {delay:g}s")

@@ -324,3 +324,43 @@ def test_a_lost_run_whose_group_never_reached_the_database_is_found_by_its_envir
                 proc.kill()
                 proc.wait()
     assert store.get(job_id).state == "pending"
+
+
+def test_a_result_the_database_keeps_refusing_is_reported_again_until_a_stop(
+        store, monkeypatch, capfd):
+    """Past its lease a worker keeps trying to record a result (it is fenced by its token, so
+    it lands unless another worker took the job over); while the database refuses, the worker
+    says so again every STILL_TRYING_EVERY_SECONDS, and a warm stop ends the wait."""
+    import threading
+
+    import queuectl.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "STILL_TRYING_EVERY_SECONDS", 0.3)
+    store.config_set("heartbeat-seconds", "0.5")
+    store.config_set("lease-seconds", "2")
+    job_id = enqueue(store, command="true")
+    worker = Worker(store, new_identity(), verbose=True)
+    job = store.claim(worker.identity, T0, 2.0)
+    said: list[str] = []
+
+    def stop_after_two_reminders() -> None:
+        deadline = time.monotonic() + 30
+        while "".join(said).count("still trying to record the result of job") < 2:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+            said.append(capfd.readouterr().err)
+        worker.stops.request(WARM)
+
+    stopper = threading.Thread(target=stop_after_two_reminders)
+    store.db.conn.execute("PRAGMA query_only = 1")  # every write refused, as on a full disk
+    stopper.start()
+    worker.execute(job)  # returns once the stop came: it gives up, the lease being over
+    stopper.join(timeout=10)
+    store.db.conn.execute("PRAGMA query_only = 0")
+    said.append(capfd.readouterr().err)
+    log = "".join(said)
+    assert log.count("still trying to record the result of job") >= 2, log
+    assert "attempt to write a readonly database" in log
+    assert "it will be recovered and run again" in log
+    assert store.get(job_id).state == "processing"  # nothing recorded: recovery takes it
