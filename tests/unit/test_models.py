@@ -351,7 +351,9 @@ def test_a_valid_spec_is_taken_exactly_as_given(spec):
 
 _VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.floats(),
                     st.text(max_size=6), st.sampled_from(["job-1", "q", "/tmp", "", " ",
-                                                          "a\nb", "x\0", "1.5"]),
+                                                          "a\nb", "x\0", "1.5", "job 1",
+                                                          "job-1 ", " job", "j\u00e9b",
+                                                          "-job", "a" * 129, "b@h:1+2"]),
                     st.lists(st.integers(), max_size=2), st.just({}))
 
 
