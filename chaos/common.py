@@ -152,6 +152,12 @@ def cmdline_of(pid: int) -> str:
         return ""
 
 
+def is_job_shell(pid: int) -> bool:
+    """Whether `pid` is a job's `sh -c COMMAND` (workers start it as argv `sh -c ...`)."""
+    argv = cmdline_of(pid).split(" ", 2)
+    return len(argv) >= 2 and os.path.basename(argv[0]) == "sh" and argv[1] == "-c"
+
+
 def environ_of(pid: int) -> dict[str, str]:
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:

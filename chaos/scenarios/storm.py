@@ -15,7 +15,7 @@ from chaos.common import (
     apply_audit,
     audit,
     children_of,
-    cmdline_of,
+    is_job_shell,
     wait_until,
 )
 
@@ -45,7 +45,7 @@ def run(backend: str, quick: bool, pg_admin: str) -> Row:
             live = wait_until(lambda: [p for w in supervisors for p in w.worker_pids()], 60,
                               "a live worker to kill")
             victim = rng.choice(live)
-            job_sh = [c for c in children_of(victim) if cmdline_of(c).startswith("/bin/sh -c")]
+            job_sh = [c for c in children_of(victim) if is_job_shell(c)]
             try:
                 os.kill(victim, signal.SIGKILL)
             except ProcessLookupError:
