@@ -242,9 +242,10 @@ def _parse_plain(spec: Any) -> NewJob | None:
     if unique_key is not None and (type(unique_key) is not str or not unique_key
                                    or not _is_text(unique_key)):
         return None
-    return NewJob(id=job_id, command=command, max_retries=max_retries, priority=priority,
-                  queue=queue, run_at=None, delay=None, timeout=None, cwd=cwd, env={},
-                  unique_key=unique_key)
+    return NewJob.trusted({"id": job_id, "command": command, "max_retries": max_retries,
+                           "priority": priority, "queue": queue, "run_at": None,
+                           "delay": None, "timeout": None, "cwd": cwd, "env": {},
+                           "unique_key": unique_key})
 
 
 def parse_job_spec(spec: Any, index: int | None = None) -> NewJob:

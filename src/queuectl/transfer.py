@@ -114,7 +114,7 @@ def _copy(src: JobStore, dst: JobStore,
             copied.jobs += 1
             copied.running += row["state"] == "processing"
             tick()
-        dst.count_inserted(imported.elements())
+        dst.count_inserted(imported)
         for row in _batches(src, "export_attempts", {"job_id": "", "run": -1},
                             lambda r: {"job_id": r["job_id"], "run": r["run"]}):
             dst.db.execute("import_attempt", row)

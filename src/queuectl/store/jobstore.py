@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 
 from queuectl import retry, sql
 from queuectl.capture import OutputCapture
@@ -190,16 +191,17 @@ class JobStore:
             # No given id was taken, so a generated one collided: go row by row, where
             # _insert draws a new id for it.
             return [self._insert(spec, now, default_retries) for spec in batch]
-        self.count_inserted((row["queue"], PENDING) for row in rows)
-        return [Enqueued(id=row["id"], duplicate=False) for row in rows]
+        self.count_inserted(Counter((row["queue"], PENDING) for row in rows))
+        trusted = Enqueued.trusted
+        return [trusted({"id": row["id"], "duplicate": False}) for row in rows]
 
-    def count_inserted(self, jobs: Iterable[tuple[str, str]]) -> None:
-        """Add jobs just inserted, as (queue, state) pairs, to job_counts: no trigger counts
-        inserts (a trigger per row was half of a bulk enqueue's time), so every insert into
-        jobs must be followed by this, in its transaction. One statement per queue."""
+    def count_inserted(self, jobs: Mapping[tuple[str, str], int]) -> None:
+        """Add jobs just inserted, counted by (queue, state), to job_counts: no trigger
+        counts inserts (a trigger per row was half of a bulk enqueue's time), so every insert
+        into jobs must be followed by this, in its transaction. One statement per queue."""
         per_queue: dict[str, dict[str, int]] = {}
-        for queue, state in jobs:
-            per_queue.setdefault(queue, dict.fromkeys(STATES, 0))[state] += 1
+        for (queue, state), n in jobs.items():
+            per_queue.setdefault(queue, dict.fromkeys(STATES, 0))[state] += n
         for queue, by_state in per_queue.items():
             self.db.execute("count_inserted", {"queue": queue, **by_state})
 
@@ -249,7 +251,7 @@ class JobStore:
             if existing is None:  # pragma: no cover - the conflict row cannot vanish mid-txn
                 raise QueueError(f"unique_key {spec.unique_key!r} conflicted but no job holds it")
             return Enqueued(existing["id"], duplicate=True)
-        self.count_inserted([(spec.queue, PENDING)])
+        self.count_inserted({(spec.queue, PENDING): 1})
         return Enqueued(job_id)
 
     # -- the worker's path: claim, heartbeat, finish ------------------------------------------
