@@ -347,7 +347,9 @@ class Worker:
         its next job in the same transaction (kept in self._next for run_once)."""
         if self.stops.level != RUNNING:
             return self._durably(job, record)
-        self.store.db.changed()  # as before any claim: see run_once
+        # No changed() before this claim (run_once notes the version before its own): when
+        # this one finds nothing, run_once notes the version and claims once more before the
+        # worker waits, so a job committed meanwhile is never left to poll-seconds.
         outcome = self._durably(job, lambda: self.store.record_and_claim(
             record, self.identity, self.clock(), self.settings["lease-seconds"]))
         if outcome is False:  # gave up: nothing was recorded, nothing claimed
