@@ -49,3 +49,13 @@ def test_the_postgres_claim_skips_locked_rows_in_one_statement():
     claim = sql.load("postgres")["claim_any"]
     assert claim.count(";") == 0
     assert "FOR UPDATE SKIP LOCKED" in claim and "RETURNING *" in claim
+
+
+def test_the_one_statement_finish_updates_the_job_exactly_as_finish_job_does():
+    """finish_job_with_attempt repeats finish_job's UPDATE (SQL has no way to share it): a
+    change to one must be made to the other."""
+    def update_of(name):
+        text = sql.load("postgres")[name]
+        return text[text.index("UPDATE jobs"):text.index("RETURNING state")]
+
+    assert update_of("finish_job_with_attempt") == update_of("finish_job")

@@ -472,7 +472,8 @@ FROM changed
 -- name: finish_job_with_attempt
 -- finish_job and insert_attempt in one statement, one round trip instead of two (a tenth of
 -- a job's queue cost here). The attempt is written only when the guarded update matched. Its
--- parameters are cast: in a SELECT list PostgreSQL would take an untyped NULL for text.
+-- parameters are cast: in a SELECT list PostgreSQL would take an untyped NULL for text. The
+-- UPDATE is finish_job's, word for word (tests/unit/test_sql_dialects.py holds them equal).
 WITH changed AS (
     UPDATE jobs
     SET state = %(state)s, attempts = %(attempts)s, run_at = %(run_at)s,
