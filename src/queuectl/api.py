@@ -131,6 +131,10 @@ class Queue:
         """Dead jobs that cannot be retried now: a live job holds their unique_key."""
         return self.store.dead_jobs_with_held_key()
 
+    def recount(self) -> int:
+        """Rebuild the kept job counts from the jobs (a repair; see `status --recount`)."""
+        return self.store.recount()
+
     def dlq_purge(self) -> int:
         return self.store.dlq_purge()
 

@@ -12,7 +12,7 @@ import time
 from queuectl import stats
 from queuectl.cli import open_queue  # opens without creating: these commands only look
 from queuectl.errors import InputError
-from queuectl.output import print_json, shorten, table
+from queuectl.output import message, print_json, shorten, table
 from queuectl.timeutil import ago, iso, now, parse_duration
 
 RECENT = 15 * 60  # status shows figures over the last 15 minutes (its longest window)
@@ -102,6 +102,10 @@ def _snapshot(args) -> tuple[dict, float]:
 
 
 def cmd_status(args) -> int:
+    if args.recount:
+        with open_queue(args) as queue:
+            counted = queue.recount()
+        message(f"recounted: {counted} job(s)")
     if not args.watch:
         data, current = _snapshot(args)
         if args.json:

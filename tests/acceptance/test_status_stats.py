@@ -37,6 +37,19 @@ def _history(db, now):
         store.close()
 
 
+def test_status_recount_repairs_drifted_counts_and_keeps_stdout_json(cli):
+    _history(cli.db, time.time())
+    store = open_store(cli.db)
+    store.db.run_script("UPDATE job_counts SET completed = 40, pending = -3")  # drifted
+    store.close()
+    assert json.loads(cli("status", "--json").stdout)["counts"]["completed"] == 80  # 2 queues
+    done = cli("status", "--recount", "--json")
+    assert done.returncode == 0, done.stderr
+    counts = json.loads(done.stdout)["counts"]  # stdout holds the JSON only
+    assert (counts["completed"], counts["dead"], counts["pending"]) == (2, 1, 1)
+    assert done.stderr.strip() == "recounted: 4 job(s)"
+
+
 def test_status_json_figures(cli):
     _history(cli.db, time.time())
     done = cli("status", "--json")

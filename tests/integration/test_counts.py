@@ -210,3 +210,18 @@ def test_every_statement_that_inserts_jobs_is_one_the_store_counts():
                      if not name.startswith("migration_")
                      and re.search(r"INSERT\s+INTO\s+jobs\b", text)}
         assert inserting == {"insert_job", "insert_job_batch", "import_job"}, dialect
+
+
+def test_recount_repairs_counts_that_drifted(store):
+    """What an older queuectl enqueueing after an upgrade to schema 5 leaves behind (jobs no
+    one counted), repaired by JobStore.recount (`status --recount`)."""
+    store.enqueue([NewJob(id=f"j{i}", command="true", queue="a" if i % 2 else "b")
+                   for i in range(6)], T0)
+    job = store.claim(A, T0, 15)
+    store.complete(job, T0 + 1)
+    store.db.run_script("UPDATE job_counts SET pending = pending - 5, completed = 7")
+    assert store.counts_by_queue() != counted(store)
+    assert store.recount() == 6
+    check(store)
+    store.enqueue([NewJob(id="after", command="true", queue="a")], T0 + 2)
+    check(store)  # counting goes on from the rebuilt rows

@@ -325,6 +325,26 @@ ORDER BY e.n  -- seq follows the input order
 -- name: notify_new_jobs
 SELECT pg_notify('queuectl', 'job')
 
+-- name: lock_for_recount
+-- Writers wait until the recount commits (their counter updates would race it); readers go on.
+LOCK TABLE jobs IN EXCLUSIVE MODE
+
+-- name: clear_counts
+DELETE FROM job_counts
+
+-- name: recount_jobs
+-- The counts rebuilt from the jobs themselves, as migration 4 first filled them (shard 0;
+-- the writers' own shards grow from there).
+INSERT INTO job_counts (queue, shard, pending, processing, completed, failed, dead, cancelled)
+SELECT queue, 0,
+    count(*) FILTER (WHERE state = 'pending'),
+    count(*) FILTER (WHERE state = 'processing'),
+    count(*) FILTER (WHERE state = 'completed'),
+    count(*) FILTER (WHERE state = 'failed'),
+    count(*) FILTER (WHERE state = 'dead'),
+    count(*) FILTER (WHERE state = 'cancelled')
+FROM jobs GROUP BY queue
+
 -- name: count_inserted
 -- Jobs the store just inserted into one queue, by state (see migration_5); on this backend's
 -- own counter row, like the triggers, so concurrent writers rarely wait for each other.

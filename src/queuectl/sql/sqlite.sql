@@ -254,6 +254,25 @@ VALUES (:id, :command, 'pending', 0, :max_retries, :now, :now, :run_at,
 -- Nothing to do: SQLite workers see new commits through PRAGMA data_version.
 SELECT 1
 
+-- name: lock_for_recount
+-- Nothing to do: BEGIN IMMEDIATE already keeps every other writer out until the recount commits.
+SELECT 1
+
+-- name: clear_counts
+DELETE FROM job_counts
+
+-- name: recount_jobs
+-- The counts rebuilt from the jobs themselves, as migration 4 first filled them.
+INSERT INTO job_counts (queue, shard, pending, processing, completed, failed, dead, cancelled)
+SELECT queue, 0,
+    SUM(state = 'pending'),
+    SUM(state = 'processing'),
+    SUM(state = 'completed'),
+    SUM(state = 'failed'),
+    SUM(state = 'dead'),
+    SUM(state = 'cancelled')
+FROM jobs GROUP BY queue
+
 -- name: count_inserted
 -- Jobs the store just inserted into one queue, by state (see migration_5).
 INSERT INTO job_counts (queue, shard, pending, processing, completed, failed, dead, cancelled)

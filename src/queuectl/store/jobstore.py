@@ -205,6 +205,16 @@ class JobStore:
         for queue, by_state in per_queue.items():
             self.db.execute("count_inserted", {"queue": queue, **by_state})
 
+    def recount(self) -> int:
+        """Rebuild job_counts from the jobs themselves, the repair for counts that drifted
+        (an older queuectl that kept enqueueing after an upgrade: DECISIONS.md §22). Writers
+        wait meanwhile. Returns how many jobs were counted."""
+        with self.db.transaction():
+            self.db.execute("lock_for_recount")
+            self.db.execute("clear_counts")
+            self.db.execute("recount_jobs")
+        return sum(self.counts().values())
+
     def _refuse_taken_id(self, batch: list[NewJob]) -> None:
         """Name the first job of `batch` whose id the queue (or an earlier job of the same
         input) already holds, as the row-by-row insert did."""
