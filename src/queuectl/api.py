@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import builtins  # `list` below names Queue.list: annotations after it say builtins.list
 import os
 
 from queuectl.config import KEYS
@@ -71,11 +72,11 @@ class Queue:
             validate_state(state)
         return self.store.list(state, limit, queue)
 
-    def attempts(self, job_id: str) -> list[dict]:
+    def attempts(self, job_id: str) -> builtins.list[dict]:
         self.store.get(job_id)
         return self.store.attempts(job_id)
 
-    def states(self, job_ids: list[str]) -> dict[str, str]:
+    def states(self, job_ids: builtins.list[str]) -> dict[str, str]:
         """The state of each job, in one query however many there are."""
         return self.store.states(job_ids)
 
@@ -85,7 +86,7 @@ class Queue:
     def counts_by_queue(self) -> dict[str, dict[str, int]]:
         return self.store.counts_by_queue()
 
-    def history(self, since: float) -> list[dict]:
+    def history(self, since: float) -> builtins.list[dict]:
         """Runs finished since `since` (epoch seconds), for stats.py."""
         return self.store.attempt_history(since)
 
@@ -111,15 +112,15 @@ class Queue:
             raise InputError(f"job {job_id!r} has runs 1..{job.runs}, not {run}")
         return run, join_chunks(self.store.output(job_id, run))
 
-    def purge(self, states: list[str], older_than: float, progress=None) -> int:
+    def purge(self, states: builtins.list[str], older_than: float, progress=None) -> int:
         return self.store.purge(states, before=now() - older_than, progress=progress)
 
     # -- dead letter queue ------------------------------------------------------------------
 
-    def dlq_list(self, limit: int = 1000) -> list[dict]:
+    def dlq_list(self, limit: int = 1000) -> builtins.list[dict]:
         return self.store.dlq_list(limit)
 
-    def dlq_retry(self, *job_ids: str) -> list[str]:
+    def dlq_retry(self, *job_ids: str) -> builtins.list[str]:
         return self.store.dlq_retry(list(job_ids), now())
 
     def dlq_retry_all(self) -> int:
@@ -127,7 +128,7 @@ class Queue:
         dlq_held() lists the ones left dead."""
         return self.store.dlq_retry_all(now())
 
-    def dlq_held(self) -> list[str]:
+    def dlq_held(self) -> builtins.list[str]:
         """Dead jobs that cannot be retried now: a live job holds their unique_key."""
         return self.store.dead_jobs_with_held_key()
 
@@ -152,7 +153,7 @@ class Queue:
     def config_unset(self, key: str) -> None:
         self.store.config_unset(key)
 
-    def workers(self) -> list[dict]:
+    def workers(self) -> builtins.list[dict]:
         """Workers that heartbeat within a lease, less those on this host whose process is
         gone (killed moments ago: their heartbeat is recent, but they are not alive)."""
         import socket

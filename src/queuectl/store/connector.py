@@ -13,6 +13,7 @@ from queuectl.errors import Conflict  # noqa: F401 - where connectors used to fi
 
 class Connector(Protocol):
     dialect: str
+    queries: dict[str, str]  # the dialect's named SQL (sql.load), ONE_STATEMENT_FORMS included
 
     def execute(self, name: str, params: dict[str, Any] | None = None) -> int: ...
 

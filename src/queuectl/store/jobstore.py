@@ -8,6 +8,7 @@ nothing; the methods return False/None for that instead of raising.
 
 from __future__ import annotations
 
+import builtins  # `list` below names JobStore.list: annotations after it say builtins.list
 import json
 import os
 from collections import Counter
@@ -169,7 +170,7 @@ class JobStore:
 
     def _insert_batch(self, batch: list[NewJob], now: float,
                       default_retries: int) -> list[Enqueued]:
-        rows = [
+        rows: builtins.list[dict[str, Any]] = [
             {
                 "id": spec.id or new_job_id(),
                 "command": spec.command,
@@ -533,7 +534,7 @@ class JobStore:
         name = "list_jobs" if state in (None, COMPLETED) else "list_jobs_in_state"
         return [row_to_job(r) for r in self.db.fetch_all(name, params)]
 
-    def states(self, job_ids: list[str]) -> dict[str, str]:
+    def states(self, job_ids: builtins.list[str]) -> dict[str, str]:
         found: dict[str, str] = {}
         for start in range(0, len(job_ids), 500):
             batch = job_ids[start : start + 500]
@@ -554,7 +555,7 @@ class JobStore:
                 for r in self.db.fetch_all("count_by_queue_and_state")}
 
     def page(self, state: str | None, queue: str | None, text: str | None,
-             before: int | None, limit: int) -> tuple[list[Job], int | None]:
+             before: int | None, limit: int) -> tuple[builtins.list[Job], int | None]:
         """A page of jobs, newest first, below `before` (a seq from the previous page). Returns
         the jobs and the `before` of the next page (None on the last page).
 
@@ -581,26 +582,26 @@ class JobStore:
             after = floor if floor > 1 else None  # 1: seq starts there, nothing is below
         return [row_to_job(r) for r in rows], after
 
-    def attempt_history(self, since: float, limit: int = 200_000) -> list[dict]:
+    def attempt_history(self, since: float, limit: int = 200_000) -> builtins.list[dict]:
         """Runs finished at or after `since`, newest first, at most `limit` (see stats.py)."""
         return self.db.fetch_all("attempt_history", {"since": since, "limit": limit})
 
-    def attempt_totals(self) -> list[dict]:
+    def attempt_totals(self) -> builtins.list[dict]:
         return self.db.fetch_all("attempt_totals")
 
     def oldest_due(self, now: float) -> float | None:
         row = self.db.fetch_one("oldest_due_job", {"now": now})
         return None if row is None else row["run_at"]
 
-    def attempts(self, job_id: str) -> list[dict]:
+    def attempts(self, job_id: str) -> builtins.list[dict]:
         return self.db.fetch_all("job_attempts", {"job_id": job_id})
 
     # -- dead letter queue ------------------------------------------------------------------
 
-    def dlq_list(self, limit: int = 1000) -> list[dict]:
+    def dlq_list(self, limit: int = 1000) -> builtins.list[dict]:
         return self.db.fetch_all("dlq_list", {"limit": limit})
 
-    def dlq_retry(self, job_ids: list[str], now: float) -> list[str]:
+    def dlq_retry(self, job_ids: builtins.list[str], now: float) -> builtins.list[str]:
         """Make dead jobs pending again with a fresh retry budget (attempts reset to 0; the
         attempt history is kept). All or nothing: an id that is not dead changes nothing."""
         with self.db.transaction():
@@ -637,7 +638,7 @@ class JobStore:
                 retried += self.db.execute("dlq_retry", {"id": row["id"], "now": now})
             return retried
 
-    def dead_jobs_with_held_key(self) -> list[str]:
+    def dead_jobs_with_held_key(self) -> builtins.list[str]:
         """Ids of the dead jobs that dlq_retry_all leaves dead (a live job holds their key)."""
         return [row["id"] for row in self.db.fetch_all("dead_jobs_with_held_key")]
 
@@ -651,7 +652,7 @@ class JobStore:
     def dlq_purge(self) -> int:
         return self.purge([DEAD], before=float("inf"))
 
-    def purge(self, states: list[str], before: float, batch: int = 1000,
+    def purge(self, states: builtins.list[str], before: float, batch: int = 1000,
               progress: Callable[[int], None] | None = None) -> int:
         """Delete finished jobs in `states` that finished before `before`, with their history
         and output, in batches of `batch` (one short transaction each)."""
@@ -688,7 +689,7 @@ class JobStore:
             raise JobNotFound(job_id)
         raise QueueError(f"job {job_id!r} is already {row['state']}; nothing to cancel")
 
-    def output(self, job_id: str, run: int, from_byte: int = 0) -> list[tuple[int, bytes]]:
+    def output(self, job_id: str, run: int, from_byte: int = 0) -> builtins.list[tuple[int, bytes]]:
         rows = self.db.fetch_all("output_chunks_since",
                                  {"job_id": job_id, "run": run, "from_byte": from_byte})
         return [(r["start_byte"], bytes(r["data"])) for r in rows]
@@ -721,7 +722,7 @@ class JobStore:
         with self.db.transaction():
             return self.db.execute("request_stop", {"alive_since": alive_since})
 
-    def live_workers(self, alive_since: float) -> list[dict]:
+    def live_workers(self, alive_since: float) -> builtins.list[dict]:
         return self.db.fetch_all("live_workers", {"alive_since": alive_since})
 
     def forget_dead_workers(self, alive_since: float) -> int:
