@@ -4,20 +4,12 @@ its worker lets go mid-job, and leaves at once when the worker closes it between
 from __future__ import annotations
 
 import os
-import time
 
 from queuectl.processes import group_alive
 from queuectl.runner import RunningJob
 from queuectl.watchdog import Watchdog
 
-
-def _wait_for(condition, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+from .waiting import wait_until
 
 
 def test_closing_mid_job_kills_the_job_in_flight():
@@ -26,7 +18,7 @@ def test_closing_mid_job_kills_the_job_in_flight():
     try:
         watchdog.job_started(job.pgid)
         watchdog.close()  # as when the worker fails with its job still running
-        assert _wait_for(lambda: job.poll() is not None), "the job outlived its worker"
+        wait_until(lambda: job.poll() is not None, 10.0, "the guardian to kill the job")
         assert job.returncode < 0  # killed by a signal, not finished
     finally:
         if job.poll() is None:
