@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import select
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -90,19 +90,7 @@ class PostgresConnector:
         COMMIT's, so a row is never returned from a transaction that did not commit."""
         if not self._in_transaction or not self._pipeline or not params:
             return self.fetch_one(name, params)
-        statement = self.queries[name]
-
-        def send_and_commit(conn: psycopg.Connection[dict[str, Any]]
-                            ) -> psycopg.Cursor[dict[str, Any]]:
-            with conn.pipeline():
-                if self._begin_pending:
-                    self._begin_pending = False
-                    conn.execute("BEGIN")
-                cursor = conn.execute(statement, params)
-                conn.execute("COMMIT")
-            return cursor
-
-        rows = self._run_guarded(send_and_commit).fetchall()
+        rows = self._run(self.queries[name], params, commit=True).fetchall()
         self._committed_early = True  # transaction() sends no COMMIT of its own
         return rows[0] if rows else None
 
@@ -231,20 +219,13 @@ class PostgresConnector:
             ) from None
         return conn
 
-    def _run(self, statement: str,
-             params: dict[str, Any] | None = None) -> psycopg.Cursor[dict[str, Any]]:
-        def send(conn: psycopg.Connection[dict[str, Any]]) -> psycopg.Cursor[dict[str, Any]]:
-            if self._begin_pending:
-                self._begin_pending = False
-                return self._begin_with(conn, statement, params)
-            return conn.execute(statement, params or None)
-
-        return self._run_guarded(send)
-
-    def _run_guarded(self, send: Callable[[psycopg.Connection[dict[str, Any]]],
-                                          psycopg.Cursor[dict[str, Any]]]
-                     ) -> psycopg.Cursor[dict[str, Any]]:
-        """Call `send` with a live connection, turning psycopg's errors into ours."""
+    def _run(self, statement: str, params: dict[str, Any] | None = None,
+             commit: bool = False) -> psycopg.Cursor[dict[str, Any]]:
+        """Send one statement and turn psycopg's errors into ours. A BEGIN still pending goes
+        in one pipeline with it, and so does COMMIT when `commit` (fetch_one_last). Without
+        pipeline mode (libpq before 14), or for a statement without parameters, which may be
+        a script of several (a pipeline sends each as one extended-protocol query, which takes
+        only one), BEGIN goes first on its own; fetch_one_last never asks to commit then."""
         if self._committed_early and self._in_transaction:
             raise RuntimeError("a statement after the one fetch_one_last ran as the last")
         if self._conn is None:
@@ -257,8 +238,20 @@ class PostgresConnector:
         # Read pending notifications even while busy, so they never pile up on the server
         # during a long job (the queue of undelivered NOTIFYs is shared by the whole cluster).
         self._drain_notifications()
+        begin, self._begin_pending = self._begin_pending, False
         try:
-            return send(conn)
+            if not (begin or commit):
+                return conn.execute(statement, params or None)
+            if not self._pipeline or not params:
+                conn.execute("BEGIN")
+                return conn.execute(statement, params or None)
+            with conn.pipeline():
+                if begin:
+                    conn.execute("BEGIN")
+                cursor = conn.execute(statement, params)
+                if commit:
+                    conn.execute("COMMIT")
+            return cursor
         except psycopg.errors.UniqueViolation as exc:
             raise Conflict(self._reason(exc)) from None
         except psycopg.errors.InFailedSqlTransaction:
@@ -271,20 +264,6 @@ class PostgresConnector:
                     f"lost the connection to PostgreSQL at {self._where}: {self._reason(exc)}"
                 ) from None
             raise QueueError(f"database error on {self._where}: {self._reason(exc)}") from None
-
-    def _begin_with(self, conn: psycopg.Connection[dict[str, Any]], statement: str,
-                    params: dict[str, Any] | None) -> psycopg.Cursor[dict[str, Any]]:
-        """BEGIN and the transaction's first statement, pipelined: both sent, then both
-        answers read. One after the other where libpq has no pipeline mode, and for a
-        statement without parameters, which may be a script of several (a pipeline sends
-        each statement as one extended-protocol query, which takes only one)."""
-        if not self._pipeline or not params:
-            conn.execute("BEGIN")
-            return conn.execute(statement, params or None)
-        with conn.pipeline():
-            conn.execute("BEGIN")
-            cursor = conn.execute(statement, params or None)
-        return cursor
 
     def _rollback_quietly(self) -> None:
         conn = self._conn
