@@ -268,6 +268,14 @@ class JobStore:
     # -- the worker's path: claim, heartbeat, finish ------------------------------------------
 
     def claim(self, worker: WorkerIdentity, now: float, lease_seconds: float) -> Job | None:
+        name, params = self._claim_statement(worker, now, lease_seconds)
+        with self.db.transaction():
+            # The last statement of its transaction, also inside record_and_claim.
+            row = self.db.fetch_one_last(name, params)
+        return row_to_job(row) if row else None
+
+    def _claim_statement(self, worker: WorkerIdentity, now: float,
+                         lease_seconds: float) -> tuple[str, dict[str, Any]]:
         params = {
             "worker_id": worker.id,
             "host": worker.host,
@@ -275,14 +283,10 @@ class JobStore:
             "lease_until": now + lease_seconds,
             "now": now,
         }
-        name = "claim_any"
-        if worker.queues:
-            name = "claim_in_queues"
-            params["queues"] = json.dumps(worker.queues)
-        with self.db.transaction():
-            # The last statement of its transaction, also inside record_and_claim.
-            row = self.db.fetch_one_last(name, params)
-        return row_to_job(row) if row else None
+        if not worker.queues:
+            return "claim_any", params
+        params["queues"] = json.dumps(worker.queues)
+        return "claim_in_queues", params
 
     def record_and_claim(self, record: Callable[[], Any], worker: WorkerIdentity, now: float,
                          lease_seconds: float) -> tuple[Any, Job | None]:
@@ -291,11 +295,13 @@ class JobStore:
         a SQLite worker's own cost. Both or neither: if anything fails, nothing is written and
         the caller may try again. No claim when `worker stop` asked this worker to stop (the
         claim statement reads the flag, inside the transaction, so a stop that committed first
-        always wins)."""
+        always wins). The claim's parameters are made before and its Job after the
+        transaction: on SQLite, Python inside it holds the one write lock."""
+        name, params = self._claim_statement(worker, now, lease_seconds)
         with self.db.transaction():
             result = record()
-            job = self.claim(worker, now, lease_seconds)
-        return result, job
+            row = self.db.fetch_one_last(name, params)
+        return result, row_to_job(row) if row else None
 
     def unclaim(self, job: Job, now: float) -> bool:
         """Give back a job that was claimed but never started (its worker was asked to stop

@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from queuectl import sql
 from queuectl.errors import Conflict, QueueError
@@ -79,12 +77,17 @@ def _while_busy(attempt):
         try:
             return attempt()
         except sqlite3.OperationalError as exc:
-            busy = "locked" in str(exc) or "busy" in str(exc)
-            if not busy or waited >= BUSY_TIMEOUT_SECONDS:
+            if not _is_busy(exc) or waited >= BUSY_TIMEOUT_SECONDS:
                 raise
         time.sleep(pause)
         waited += pause
         pause = min(pause * 2, 0.005)
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """Another connection holds the lock a statement needed: the statement did nothing."""
+    return isinstance(exc, sqlite3.OperationalError) and (
+        "locked" in str(exc) or "busy" in str(exc))
 
 
 def _refuse_foreign_schema(conn: sqlite3.Connection, path: str) -> None:
@@ -138,6 +141,7 @@ class SQLiteConnector:
         except (sqlite3.DatabaseError, OSError) as exc:
             raise QueueError(f"cannot open the queue database {path}: {exc}") from None
         self._in_transaction = False
+        self._begin_pending = False  # BEGIN IMMEDIATE waits for the first statement (_run)
         self._data_version: int | None = None
         self._watch_fd: int | None = None  # see change_fd()
         self._watch_tried = False
@@ -187,21 +191,12 @@ class SQLiteConnector:
             raise
         self._run("RELEASE execute_many")
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        if self._in_transaction:  # nested use joins the outer transaction
-            yield
-            return
-        self._run("BEGIN IMMEDIATE")
-        self._in_transaction = True
-        try:
-            yield
-        except BaseException:
-            self._in_transaction = False
-            self.conn.execute("ROLLBACK")
-            raise
-        self._in_transaction = False
-        self._run("COMMIT")
+    def transaction(self) -> _Transaction:
+        """A writing transaction around the `with` block; nested use joins the outer one.
+        BEGIN IMMEDIATE is sent with the block's first statement, not at `with`: the Python
+        that prepares the statements then runs before this process takes the database's one
+        write lock, so the other writers wait only for SQL (see DECISIONS.md 24)."""
+        return _JOINED if self._in_transaction else _Transaction(self)
 
     def run_script(self, script: str) -> None:
         for statement in _split_statements(script):
@@ -241,14 +236,77 @@ class SQLiteConnector:
         return os.path.abspath(self.path)
 
     def _run(self, statement: str, params: dict[str, Any] | None = None) -> sqlite3.Cursor:
+        if self._begin_pending:
+            self._guarded(lambda: self.conn.execute("BEGIN IMMEDIATE"))
+            self._begin_pending = False  # not before: a BEGIN that failed began nothing
+        try:
+            # The common case straight through: a worker runs five statements per job, and
+            # the busy loop's wrappers cost as much Python as preparing them.
+            return self.conn.execute(statement, params or {})
+        except sqlite3.Error as exc:
+            if not _is_busy(exc):
+                raise self._translated(exc) from None
         return self._guarded(lambda: self.conn.execute(statement, params or {}))
 
     def _guarded(self, attempt):
         try:
             return _while_busy(attempt)
-        except sqlite3.IntegrityError as exc:
-            raise Conflict(str(exc)) from None
-        except sqlite3.OperationalError as exc:
-            raise QueueError(f"database error on {self.path}: {exc}") from None
-        except sqlite3.DatabaseError as exc:
-            raise QueueError(f"{self.path} is not a usable queue database: {exc}") from None
+        except sqlite3.Error as exc:
+            raise self._translated(exc) from None
+
+    def _translated(self, exc: sqlite3.Error) -> Exception:
+        if isinstance(exc, sqlite3.IntegrityError):
+            return Conflict(str(exc))
+        if isinstance(exc, sqlite3.OperationalError):
+            return QueueError(f"database error on {self.path}: {exc}")
+        if isinstance(exc, sqlite3.DatabaseError):
+            return QueueError(f"{self.path} is not a usable queue database: {exc}")
+        return exc
+
+
+class _Transaction:
+    """SQLiteConnector.transaction(): a class, not @contextmanager, whose generator machinery
+    cost a worker more per job than the BEGIN it wraps."""
+
+    __slots__ = ("db",)
+
+    def __init__(self, db: SQLiteConnector):
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db._in_transaction = True
+        self.db._begin_pending = True  # sent by the first statement (SQLiteConnector._run)
+
+    def __exit__(self, kind, value, traceback) -> bool:
+        db = self.db
+        db._in_transaction = False
+        begun = not db._begin_pending
+        db._begin_pending = False
+        if not begun:  # no statement ran: nothing to commit or roll back
+            return False
+        if kind is not None:
+            if db.conn.in_transaction:  # some errors end the transaction themselves
+                db.conn.execute("ROLLBACK")
+            return False
+        try:
+            db._run("COMMIT")
+        except BaseException:
+            if db.conn.in_transaction:  # never leave it open: the next BEGIN would fail
+                db.conn.execute("ROLLBACK")
+            raise
+        return False
+
+
+class _Joined:
+    """A nested transaction(): part of the outer one, which commits or rolls back."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, value, traceback) -> bool:
+        return False
+
+
+_JOINED = _Joined()
