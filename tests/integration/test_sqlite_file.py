@@ -173,3 +173,52 @@ def test_a_newer_schema_is_refused(sqlite_database):
     raw.close()
     with pytest.raises(QueueError, match="schema version 99, newer than"):
         open_store(sqlite_database)
+
+
+def _can_take_write_lock(path: str) -> bool:
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        assert "locked" in str(exc)
+        return False
+    finally:
+        other.close()  # ends the transaction it may have begun: it wrote nothing
+    return True
+
+
+def test_a_transaction_takes_the_write_lock_with_its_first_statement(sqlite_database):
+    """BEGIN IMMEDIATE goes with the first statement (DECISIONS.md 24): Python before it does
+    not hold the one write lock that every other writer waits on; from it on, the lock is ours
+    until COMMIT."""
+    store = open_store(sqlite_database)
+    try:
+        with store.db.transaction():
+            assert _can_take_write_lock(sqlite_database)
+            store.db.execute("config_set", {"key": "max-retries", "value": "7"})
+            assert not _can_take_write_lock(sqlite_database)
+            with store.db.transaction():  # nested: part of the outer one
+                store.db.execute("config_set", {"key": "lease-seconds", "value": "90"})
+            assert not _can_take_write_lock(sqlite_database)
+        assert _can_take_write_lock(sqlite_database)
+        assert store.settings()["max-retries"] == 7
+        assert store.settings()["lease-seconds"] == 90
+    finally:
+        store.close()
+
+
+def test_a_failed_transaction_writes_nothing_and_leaves_the_connection_usable(sqlite_database):
+    store = open_store(sqlite_database)
+    try:
+        with pytest.raises(RuntimeError), store.db.transaction():
+            raise RuntimeError("before any statement: nothing to roll back")
+        with pytest.raises(RuntimeError), store.db.transaction():
+            store.db.execute("config_set", {"key": "max-retries", "value": "7"})
+            raise RuntimeError("after one")
+        assert not store.db.conn.in_transaction
+        assert _can_take_write_lock(sqlite_database)
+        assert store.settings()["max-retries"] != 7
+        store.config_set("max-retries", "5")  # the next transaction begins as usual
+        assert store.settings()["max-retries"] == 5
+    finally:
+        store.close()

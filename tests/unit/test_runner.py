@@ -50,3 +50,31 @@ def test_a_job_gets_no_descriptor_the_worker_was_started_with(tmp_path):
     finally:
         os.close(read_fd)
         os.close(write_fd)
+
+
+def test_a_job_whose_folder_is_the_workers_own_runs_there(tmp_path, monkeypatch):
+    """No chdir for a job in the worker's own folder (the usual case); still that folder."""
+    from queuectl.runner import RunningJob
+
+    monkeypatch.chdir(tmp_path)
+    running = RunningJob("pwd", cwd=str(tmp_path))
+    assert running.wait() == 0
+    running.finish()
+    assert running.output.head.decode().strip() == str(tmp_path)
+    assert os.getcwd() == str(tmp_path)
+
+
+def test_a_job_still_running_at_the_first_look_wakes_its_waiter_when_it_exits():
+    """The pidfd, opened on the first wait that needs it, wakes pump() at the exit: the output
+    pipe is closed long before, so nothing else would (without a pidfd pump() polls every
+    50 ms: many more calls)."""
+    from queuectl.runner import RunningJob
+
+    running = RunningJob("exec >/dev/null 2>&1; sleep 0.3")
+    pumps = 0
+    while running.poll() is None:
+        running.pump(timeout=10.0)
+        pumps += 1
+    running.finish()
+    assert running.returncode == 0
+    assert pumps <= 3
