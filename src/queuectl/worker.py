@@ -37,6 +37,10 @@ OUTPUT_FLUSH_SECONDS = 1.0  # how stale `logs -f` may be for a running job
 CANCEL_CHECK_SECONDS = 0.25  # a running job looks for a cancel at most this often
 RETENTION_EVERY_SECONDS = 60.0
 
+# What _durably returns when a stopping worker gave up recording a result (it has said why):
+# not False, which the store's own answer means (the job was no longer ours).
+GAVE_UP = object()
+
 
 def new_identity(queues: list[str] | None = None) -> WorkerIdentity:
     host = socket.gethostname()
@@ -225,8 +229,11 @@ class Worker:
         exit_code, error = describe_exit(running.returncode or 0)
         elapsed = time.monotonic() - started
         if error is None:
-            if self._record(job, lambda: self.store.complete(job, self.clock(), exit_code,
-                                                               output=running.output)):
+            recorded = self._record(job, lambda: self.store.complete(
+                job, self.clock(), exit_code, output=running.output))
+            if recorded is GAVE_UP:
+                pass
+            elif recorded:
                 self._say(f"job {job.id} completed in {elapsed:.2f}s")
             else:
                 self._say(f"job {job.id} finished but was no longer ours; result discarded")
@@ -275,10 +282,16 @@ class Worker:
             now_mono = time.monotonic()
             if self.stops.level == COLD:
                 running.kill()
-                self._durably(job, lambda: self.store.release(
+                released = self._durably(job, lambda: self.store.release(
                     job, self.clock(), "released by a cold stop of its worker",
                     output=running.output))
-                self._say(f"job {job.id} killed by cold stop and put back (not charged)")
+                if released is GAVE_UP:
+                    pass
+                elif released:
+                    self._say(f"job {job.id} killed by cold stop and put back (not charged)")
+                else:
+                    self._say(f"job {job.id} killed by cold stop; it was no longer ours, "
+                              "nothing recorded")
                 return "cold"
             if deadline is not None and now_mono >= deadline:
                 running.kill()
@@ -293,9 +306,15 @@ class Worker:
                                                                  running.stamp()))
                 if self.store.db.changed() and self._cancel_requested(job):
                     exit_code = describe_exit(running.kill())[0]
-                    self._durably(job, lambda: self.store.finish_cancelled(
+                    cancelled = self._durably(job, lambda: self.store.finish_cancelled(
                         job, self.clock(), exit_code, output=running.output))  # noqa: B023
-                    self._say(f"job {job.id} cancelled while running; killed its processes")
+                    if cancelled is GAVE_UP:
+                        pass
+                    elif cancelled:
+                        self._say(f"job {job.id} cancelled while running; killed its processes")
+                    else:
+                        self._say(f"job {job.id} cancelled while running and killed; it was "
+                                  "no longer ours, nothing recorded")
                     return "cancelled"
             if now_mono >= next_flush:
                 next_flush = now_mono + OUTPUT_FLUSH_SECONDS
@@ -352,8 +371,8 @@ class Worker:
         # worker waits, so a job committed meanwhile is never left to poll-seconds.
         outcome = self._durably(job, lambda: self.store.record_and_claim(
             record, self.identity, self.clock(), self.settings["lease-seconds"]))
-        if outcome is False:  # gave up: nothing was recorded, nothing claimed
-            return False
+        if outcome is GAVE_UP:  # nothing was recorded, nothing claimed
+            return GAVE_UP
         result, self._next = outcome  # type: ignore[misc]
         return result
 
@@ -363,7 +382,8 @@ class Worker:
         back the result lands if no other worker took the job over meanwhile, and is refused if
         one did. So a worker that is not stopping keeps trying (a job that ran is not run
         again just because the outage outlasted the lease); a stopping worker gives up once
-        the lease is over, and the job is recovered and run again (at-least-once)."""
+        the lease is over, says so, and returns GAVE_UP: the job is recovered and run again
+        (at-least-once). Otherwise returns what `record` returned."""
         delay, said_late = 0.25, False
         trying_since = time.monotonic()
         remind_at = trying_since + STILL_TRYING_EVERY_SECONDS
@@ -376,7 +396,7 @@ class Worker:
                 if late and self.stops.level != RUNNING:
                     self._say(f"could not record the result of job {job.id} before its lease "
                               f"ran out ({exc}); it will be recovered and run again")
-                    return False
+                    return GAVE_UP
                 if late and not said_late:
                     said_late = True
                     self._say(f"job {job.id}'s lease runs out before its result could be "
@@ -402,8 +422,10 @@ class Worker:
         state = self._record(job, lambda: self.store.fail(
             job, self.clock(), self.settings, exit_code, error, outcome, output=output,
             draw=random.random()))
-        if state is None or state is False:
-            self._say(f"job {job.id} failed but its result could not be recorded as ours")
+        if state is GAVE_UP:
+            return
+        if state is None:
+            self._say(f"job {job.id} failed but was no longer ours; result discarded")
         elif state == "dead":
             self._say(f"job {job.id} failed ({error}); no retries left: moved to the DLQ")
         else:

@@ -363,4 +363,5 @@ def test_a_result_the_database_keeps_refusing_is_reported_again_until_a_stop(
     assert log.count("still trying to record the result of job") >= 2, log
     assert "attempt to write a readonly database" in log
     assert "it will be recovered and run again" in log
+    assert "no longer ours" not in log  # it was ours; it gave up (it used to say both)
     assert store.get(job_id).state == "processing"  # nothing recorded: recovery takes it
