@@ -857,7 +857,7 @@ def _plain_enqueue(argv: list[str]) -> _Args | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = _plain_enqueue(argv)
+    args: Any = _plain_enqueue(argv)  # an _Args, or argparse's Namespace
     if args is None:
         args = build_parser(_command_word(argv)).parse_args(argv)
     try:

@@ -225,6 +225,6 @@ class RunningJob:
     def kill(self, grace: float = KILL_GRACE_SECONDS) -> int:
         """SIGTERM the whole group, SIGKILL after `grace`, and reap. Returns the exit status."""
         kill_group(self.pgid, grace, is_reaped=self.poll)
-        self.wait()
+        returncode = self.wait()
         self.finish()
-        return self.returncode
+        return returncode

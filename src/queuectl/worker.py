@@ -374,7 +374,7 @@ class Worker:
         if outcome is GAVE_UP:  # nothing was recorded, nothing claimed
             return GAVE_UP
         result, self._next = outcome  # type: ignore[misc]
-        return result
+        return result  # type: ignore[has-type]
 
     def _durably(self, job: Job, record: Callable[[], object]) -> object:
         """Record a run's result, retrying through a database outage. Every write of a result

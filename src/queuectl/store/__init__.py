@@ -7,6 +7,10 @@ import os
 from queuectl.errors import InputError
 from queuectl.store.jobstore import Enqueued, JobStore, WorkerIdentity
 
+TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations here are never evaluated
+if TYPE_CHECKING:
+    from queuectl.store.connector import Connector
+
 __all__ = ["Enqueued", "JobStore", "WorkerIdentity", "open_store", "resolve_target",
            "default_db_path", "is_postgres", "mask_password"]
 
@@ -76,6 +80,7 @@ def open_store(db: str | None = None, *, durable: bool = True, migrate: bool = T
     get an empty queue in memory, so a mistyped --db shows an empty queue instead of leaving
     a new file behind."""
     target = resolve_target(db)
+    connector: Connector
     if is_postgres(target):
         from queuectl.store.postgres import PostgresConnector  # optional extra, imported late
 

@@ -475,7 +475,8 @@ class JobStore:
         is left of the old run (on this host); only then is the job made claimable, so a second
         copy can never start while the first still runs here.
         """
-        candidates = [(row, None) for row in self.db.fetch_all("expired_jobs", {"now": now})]
+        candidates: builtins.list[tuple[dict, str | None]] = [
+            (row, None) for row in self.db.fetch_all("expired_jobs", {"now": now})]
         for worker_id in dead_worker_ids:
             candidates += [
                 (row, worker_id)

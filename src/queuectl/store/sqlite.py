@@ -191,7 +191,7 @@ class SQLiteConnector:
             raise
         self._run("RELEASE execute_many")
 
-    def transaction(self) -> _Transaction:
+    def transaction(self) -> _Transaction | _Joined:
         """A writing transaction around the `with` block; nested use joins the outer one.
         BEGIN IMMEDIATE is sent with the block's first statement, not at `with`: the Python
         that prepares the statements then runs before this process takes the database's one
@@ -277,24 +277,23 @@ class _Transaction:
         self.db._in_transaction = True
         self.db._begin_pending = True  # sent by the first statement (SQLiteConnector._run)
 
-    def __exit__(self, kind, value, traceback) -> bool:
+    def __exit__(self, kind, value, traceback) -> None:
         db = self.db
         db._in_transaction = False
         begun = not db._begin_pending
         db._begin_pending = False
         if not begun:  # no statement ran: nothing to commit or roll back
-            return False
+            return
         if kind is not None:
             if db.conn.in_transaction:  # some errors end the transaction themselves
                 db.conn.execute("ROLLBACK")
-            return False
+            return
         try:
             db._run("COMMIT")
         except BaseException:
             if db.conn.in_transaction:  # never leave it open: the next BEGIN would fail
                 db.conn.execute("ROLLBACK")
             raise
-        return False
 
 
 class _Joined:
@@ -305,8 +304,8 @@ class _Joined:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind, value, traceback) -> bool:
-        return False
+    def __exit__(self, kind, value, traceback) -> None:
+        return None
 
 
 _JOINED = _Joined()
