@@ -11,10 +11,11 @@ import os
 import secrets
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+
+import conditions
 
 T = TypeVar("T")
 
@@ -29,16 +30,8 @@ FAST_CONFIG = (
 
 def wait_until(predicate: Callable[[], T], timeout: float, what: str = "condition",
                interval: float = 0.05) -> T:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what} "
-                                 f"(last value: {value!r})")
-        time.sleep(interval)
+    """tests/conditions.py's wait, polling less often: these predicates mostly run the CLI."""
+    return conditions.wait_until(predicate, timeout, what, interval)
 
 
 def new_marker() -> str:

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from conditions import wait_until
 from queuectl import sql
 from queuectl.config import Settings
 from queuectl.errors import DatabaseUnavailable, QueueError
@@ -159,14 +160,6 @@ def test_a_database_holding_other_tables_is_not_taken_over(pg_database):
 
 
 # -- LISTEN/NOTIFY ----------------------------------------------------------------------------
-
-
-def wait_until(condition, seconds: float, what: str) -> float:
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < seconds, f"{what} within {seconds}s"
-        time.sleep(0.01)
-    return time.monotonic() - started
 
 
 def test_changed_turns_true_within_a_second_of_an_enqueue_elsewhere(pg_database):

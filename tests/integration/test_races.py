@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from conditions import wait_until
 from queuectl.models import NewJob
 from queuectl.store import open_store
-
-from .waiting import wait_until
 
 CLAIMER = Path(__file__).with_name("race_claimer.py")
 

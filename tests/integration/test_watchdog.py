@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import os
 
+from conditions import wait_until
 from queuectl.processes import group_alive
 from queuectl.runner import RunningJob
 from queuectl.watchdog import Watchdog
-
-from .waiting import wait_until
 
 
 def test_closing_mid_job_kills_the_job_in_flight():

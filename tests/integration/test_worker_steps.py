@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from conditions import wait_until
 from queuectl.models import parse_job_spec
 from queuectl.processes import start_stamp
 from queuectl.stopping import COLD, WARM
@@ -20,7 +21,6 @@ from queuectl.store import WorkerIdentity, open_store
 from queuectl.worker import Worker, new_identity
 
 from .common import T0, process_alive
-from .waiting import wait_until
 
 
 class Clock:

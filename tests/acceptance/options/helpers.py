@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import conditions
+
 T = TypeVar("T")
 
 # Every process a test starts (CLI calls, workers, and through the workers every job) inherits
@@ -32,18 +34,10 @@ FAST_CONFIG = (
 )
 
 
-def wait_until(predicate: Callable[[], T], timeout: float, what: str,
+def wait_until(predicate: Callable[[], T], timeout: float, what: str = "condition",
                interval: float = 0.05) -> T:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what} "
-                                 f"(last value: {value!r})")
-        time.sleep(interval)
+    """tests/conditions.py's wait, polling less often: these predicates mostly run the CLI."""
+    return conditions.wait_until(predicate, timeout, what, interval)
 
 
 def new_marker() -> str:
