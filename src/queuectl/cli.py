@@ -458,7 +458,10 @@ def parse_jobs_text(text: str) -> list[Any]:
         lines = text.splitlines()
         if sum(1 for line in lines if line.strip()) < 2:
             raise document_error from None
-        jobs = []
+        jobs = _json_lines_fast(lines)
+        if jobs is not None:
+            return jobs
+        jobs = []  # some line is not one JSON value: find which, and say so
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
@@ -475,6 +478,27 @@ def parse_jobs_text(text: str) -> list[Any]:
             raise InputError("the JSON array holds no jobs")
         return value
     return [value]
+
+
+def _json_lines_fast(lines: list[str]) -> list[Any] | None:
+    """Every non-blank line decoded, or None if any line is not exactly one JSON value (the
+    caller then decodes line by line, to name the line). raw_decode skips json.loads's
+    wrapping, half the time of a 100,000-line file; the check that the value ends where the
+    line does (JSON whitespace aside) keeps it as strict as json.loads."""
+    decode = json.JSONDecoder().raw_decode
+    values = []
+    for line in lines:
+        body = line.strip(" \t\r")  # JSON's whitespace; a line break ended the line already
+        if not body:
+            continue
+        try:
+            value, end = decode(body)
+        except json.JSONDecodeError:
+            return None
+        if end != len(body):
+            return None
+        values.append(value)
+    return values
 
 
 def _flag_fields(args) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from queuectl.timeutil import iso, parse_duration, parse_iso
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations here are never evaluated
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
 PENDING, PROCESSING, COMPLETED, FAILED, DEAD, CANCELLED = (
@@ -138,6 +139,13 @@ def new_job_id() -> str:
     return os.urandom(6).hex()
 
 
+def new_job_ids(count: int) -> Iterator[str]:
+    """`count` ids like new_job_id's, from one read of the system's randomness instead of one
+    per id (a bulk enqueue draws 100,000)."""
+    drawn = os.urandom(6 * count).hex()
+    return (drawn[start : start + 12] for start in range(0, len(drawn), 12))
+
+
 def validate_state(state: str) -> str:
     if state not in STATES:
         raise InputError(f"unknown state {state!r}; use one of: {', '.join(STATES)}")
@@ -164,6 +172,8 @@ def _is_text(value: Any) -> bool:
     (JSON's "\\ud800" decodes to one; it has no UTF-8 form, so SQLite would refuse it)."""
     if not isinstance(value, str) or "\0" in value:
         return False
+    if value.isascii():  # no surrogate is ASCII; isascii() reads a flag, encode() copies
+        return True
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

@@ -374,3 +374,13 @@ def test_the_fast_path_agrees_with_the_field_by_field_checks(spec):
             full = None
     if fast is not None:
         assert fast == full
+
+
+def test_ids_drawn_in_bulk_look_like_single_ones_and_differ():
+    from queuectl.models import new_job_id, new_job_ids
+
+    ids = list(new_job_ids(1000))
+    assert len(ids) == 1000 == len(set(ids))
+    single = new_job_id()
+    assert all(len(i) == len(single) == 12 and int(i, 16) >= 0 for i in ids)
+    assert list(new_job_ids(0)) == []

@@ -1,4 +1,8 @@
+import json
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from queuectl.cli import parse_jobs_text
 from queuectl.errors import InputError
@@ -68,3 +72,42 @@ def test_error_in_pretty_printed_json_points_at_the_real_place():
     text = '{\n  "id": "a",\n  "command": "x",\n}\n'
     with pytest.raises(InputError, match=r"line 4 column 1"):
         parse_jobs_text(text)
+
+
+@pytest.mark.parametrize("bad_line", [
+    '{"command": "b"} x',  # a value, then more on the same line
+    '{"command": "b"} {"command": "c"}',  # two values on one line
+    '{"command": "b"',  # a value that does not end on its line
+])
+def test_json_lines_take_exactly_one_value_per_line(bad_line):
+    """The fast decoding of JSON Lines is as strict as json.loads line by line."""
+    text = '{"command": "a"}\n' + bad_line + '\n{"command": "d"}\n'
+    with pytest.raises(InputError, match="invalid JSON on line 2"):
+        parse_jobs_text(text)
+
+
+def test_json_lines_may_be_indented_or_trail_json_whitespace():
+    text = '  {"command": "a"}\t\n\t{"command": "b"}  \r\n'
+    assert parse_jobs_text(text) == [{"command": "a"}, {"command": "b"}]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(
+    st.sampled_from(['{"command": "x"}', '{"a": [1', "2]}", '"s"', "1 2", "[]", "}", "{}",
+                     " ", "\t", "null", '{"command": "y"} ', "\x0c", "tru", "1e5"]),
+    st.text(alphabet='{}[]":, 1a\t', max_size=8)), min_size=2, max_size=6))
+def test_json_lines_decode_as_json_loads_does_line_by_line(lines):
+    text = "\n".join(lines)
+    try:
+        whole = json.loads(text)
+    except json.JSONDecodeError:
+        whole = None
+    if whole is not None or sum(1 for line in text.splitlines() if line.strip()) < 2:
+        return  # not the JSON Lines path
+    try:
+        expected = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError:
+        with pytest.raises(InputError):
+            parse_jobs_text(text)
+        return
+    assert parse_jobs_text(text) == expected

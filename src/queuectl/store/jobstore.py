@@ -29,6 +29,7 @@ from queuectl.models import (
     Job,
     NewJob,
     new_job_id,
+    new_job_ids,
 )
 from queuectl.record import Record
 
@@ -170,9 +171,10 @@ class JobStore:
 
     def _insert_batch(self, batch: list[NewJob], now: float,
                       default_retries: int) -> list[Enqueued]:
+        drawn = new_job_ids(sum(1 for spec in batch if not spec.id))
         rows: builtins.list[dict[str, Any]] = [
             {
-                "id": spec.id or new_job_id(),
+                "id": spec.id or next(drawn),
                 "command": spec.command,
                 "max_retries": default_retries if spec.max_retries is None else spec.max_retries,
                 "now": now,
