@@ -2,8 +2,8 @@
 
     python bench/profile_worker.py [--jobs 2000] [--workers 2] [--src DIR]
 
-Prints, per job and per worker, the cumulative time of each step of the job path (claim, spawn,
-the /proc read, the guardian pipe, set_process, waiting for the command, recording), with the
+Prints, per job and per worker, the cumulative time of each step of the job path (spawn, the
+guardian pipe, waiting for the command, recording the result with the next claim), with the
 number of calls per job. Numbers are inflated by cProfile itself (about 1 µs per call): compare
 steps with each other, not with the benchmark's wall times.
 """
@@ -23,21 +23,21 @@ from common import ROOT, remove_sqlite, write_jobs  # noqa: E402
 
 STEPS = [  # (label, file suffix, function name); cumulative time of each
     ("whole job: run_once", "worker.py", "run_once"),
-    ("  claim (one write transaction)", "jobstore.py", "claim"),
+    ("  claim, when not chained (its own transaction)", "jobstore.py", "claim"),
     ("  execute: spawn to recorded", "worker.py", "execute"),
-    ("    RunningJob(): Popen + /proc stamp + pidfd", "runner.py", "__init__"),
-    ("      subprocess fork_exec (vfork + exec)", "~",
-     "<built-in method _posixsubprocess.fork_exec>"),
-    ("      start_stamp: read /proc/PID/stat", "processes.py", "start_stamp"),
+    ("    RunningJob(): pipe + posix_spawn", "runner.py", "__init__"),
+    ("      posix_spawn (vfork + exec)", "~", "<built-in method posix.posix_spawn>"),
     ("    guardian pipe writes (job_started/ended)", "watchdog.py", "_send"),
-    ("    set_process (one write transaction)", "jobstore.py", "set_process"),
+    ("    set_process (jobs past 0.25 s only)", "jobstore.py", "set_process"),
     ("    _supervise: wait for the command", "worker.py", "_supervise"),
     ("      select() while the command runs", "~", "<built-in method select.select>"),
     ("    runner.finish: leftovers, drain, close", "runner.py", "finish"),
-    ("    complete (one write transaction)", "jobstore.py", "complete"),
+    ("    record_and_claim: result + next claim, one transaction", "jobstore.py",
+     "record_and_claim"),
+    ("      the result's statements (complete)", "jobstore.py", "complete"),
     ("  data_version polls (changed)", "sqlite.py", "changed"),
     ("every sqlite3 execute()", "~", "<method 'execute' of 'sqlite3.Connection' objects>"),
-    ("  of which BEGIN IMMEDIATE + COMMIT (lock waits too)", "sqlite.py", "transaction"),
+    ("  of which COMMIT (a transaction's exit)", "sqlite.py", "__exit__"),
 ]
 
 CHILD = """
@@ -81,10 +81,10 @@ def main() -> int:
         calls, total = by_name.get(key, (0, 0.0))
         by_name[key] = (calls + ncalls, total + cumtime)
     print(f"{jobs} jobs over {args.workers} workers ({done}); per job, per worker:\n")
-    print(f"{'step':52s} {'µs/job':>8s} {'calls/job':>10s}")
+    print(f"{'step':60s} {'µs/job':>8s} {'calls/job':>10s}")
     for label, suffix, name in STEPS:
         calls, total = by_name.get((suffix, name), (0, 0.0))
-        print(f"{label:52s} {total / jobs * 1e6:8.0f} {calls / jobs:10.2f}")
+        print(f"{label:60s} {total / jobs * 1e6:8.0f} {calls / jobs:10.2f}")
     print("\nlargest own times:")
     stats.sort_stats("tottime").print_stats(8)
     return 0
