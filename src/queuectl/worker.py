@@ -231,12 +231,8 @@ class Worker:
         if error is None:
             recorded = self._record(job, lambda: self.store.complete(
                 job, self.clock(), exit_code, output=running.output))
-            if recorded is GAVE_UP:
-                pass
-            elif recorded:
-                self._say(f"job {job.id} completed in {elapsed:.2f}s")
-            else:
-                self._say(f"job {job.id} finished but was no longer ours; result discarded")
+            self._report(recorded, f"job {job.id} completed in {elapsed:.2f}s",
+                         f"job {job.id} finished but was no longer ours; result discarded")
         else:
             last = running.output.last_line()
             self._record_failure(job, exit_code, error + (f": {last}" if last else ""),
@@ -285,13 +281,10 @@ class Worker:
                 released = self._durably(job, lambda: self.store.release(
                     job, self.clock(), "released by a cold stop of its worker",
                     output=running.output))
-                if released is GAVE_UP:
-                    pass
-                elif released:
-                    self._say(f"job {job.id} killed by cold stop and put back (not charged)")
-                else:
-                    self._say(f"job {job.id} killed by cold stop; it was no longer ours, "
-                              "nothing recorded")
+                self._report(released,
+                             f"job {job.id} killed by cold stop and put back (not charged)",
+                             f"job {job.id} killed by cold stop; it was no longer ours, "
+                             "nothing recorded")
                 return "cold"
             if deadline is not None and now_mono >= deadline:
                 running.kill()
@@ -308,13 +301,10 @@ class Worker:
                     exit_code = describe_exit(running.kill())[0]
                     cancelled = self._durably(job, lambda: self.store.finish_cancelled(
                         job, self.clock(), exit_code, output=running.output))  # noqa: B023
-                    if cancelled is GAVE_UP:
-                        pass
-                    elif cancelled:
-                        self._say(f"job {job.id} cancelled while running; killed its processes")
-                    else:
-                        self._say(f"job {job.id} cancelled while running and killed; it was "
-                                  "no longer ours, nothing recorded")
+                    self._report(cancelled,
+                                 f"job {job.id} cancelled while running; killed its processes",
+                                 f"job {job.id} cancelled while running and killed; it was no "
+                                 "longer ours, nothing recorded")
                     return "cancelled"
             if now_mono >= next_flush:
                 next_flush = now_mono + OUTPUT_FLUSH_SECONDS
@@ -331,6 +321,13 @@ class Worker:
                 self._guarded(lambda: self.maintain(self.clock()))
         running.finish()
         return None
+
+    def _report(self, outcome: object, recorded: str, not_ours: str) -> None:
+        """Say how recording a result went: `recorded` when it landed, `not_ours` when the
+        store refused it (another worker had taken the job over); nothing after GAVE_UP, as
+        _durably has said why."""
+        if outcome is not GAVE_UP:
+            self._say(recorded if outcome else not_ours)
 
     def _guarded(self, action: Callable[[], object]) -> None:
         """A side task (output flush, the process group) that must not kill the job when the
