@@ -482,9 +482,9 @@ def parse_jobs_text(text: str) -> list[Any]:
 
 def _json_lines_fast(lines: list[str]) -> list[Any] | None:
     """Every non-blank line decoded, or None if any line is not exactly one JSON value (the
-    caller then decodes line by line, to name the line). raw_decode skips json.loads's
-    wrapping, half the time of a 100,000-line file; the check that the value ends where the
-    line does (JSON whitespace aside) keeps it as strict as json.loads."""
+    caller then decodes line by line, to name the line). raw_decode, without json.loads's
+    wrapping, decodes a 100,000-line file in half the time; the check that the value ends
+    where the line does (JSON whitespace aside) keeps it as strict as json.loads."""
     decode = json.JSONDecoder().raw_decode
     values = []
     for line in lines:

@@ -56,8 +56,8 @@ def _child_main(db: str, burst: bool, queues: list[str] | None, verbose: bool,
 
 def _load_worker_modules() -> None:
     """Import what every worker needs once, here, before forking: each child then has it
-    already (shared, copy-on-write) instead of importing it again, 25 ms of CPU per worker
-    on SQLite, which `worker start --count 8 --burst` paid eight times before its first job.
+    already (shared, copy-on-write) instead of importing it again, about 15 ms of CPU per
+    worker, which `worker start --count 8 --burst` paid eight times before its first job.
     The database module itself (sqlite3, or psycopg) is loaded by the CLI's check that
     opens the store before forking. No connection is made here: children open their own."""
     import queuectl.filewatch  # noqa: F401 - ctypes, for the idle wait on SQLite's WAL
