@@ -60,10 +60,15 @@ def _load_worker_modules() -> None:
     worker, which `worker start --count 8 --burst` paid eight times before its first job.
     The database module itself (sqlite3, or psycopg) is loaded by the CLI's check that
     opens the store before forking. No connection is made here: children open their own."""
-    import queuectl.filewatch  # noqa: F401 - ctypes, for the idle wait on SQLite's WAL
+    import queuectl.filewatch  # noqa: F401
     import queuectl.runner  # noqa: F401
     import queuectl.watchdog  # noqa: F401
     import queuectl.worker  # noqa: F401
+
+    try:
+        import ctypes  # noqa: F401 - filewatch's inotify binding, loaded at the first idle wait
+    except ImportError:  # a Python built without it: workers poll instead
+        pass
 
 
 class Supervisor:
