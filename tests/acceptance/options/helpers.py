@@ -13,13 +13,10 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import conditions
-
-T = TypeVar("T")
+from ..helpers import wait_until  # also imported from here by the option tests
 
 # Every process a test starts (CLI calls, workers, and through the workers every job) inherits
 # this variable with a per-test value, so teardown can find and kill whatever is left.
@@ -32,12 +29,6 @@ FAST_CONFIG = (
     ("lease-seconds", "3"),
     ("poll-seconds", "0.2"),
 )
-
-
-def wait_until(predicate: Callable[[], T], timeout: float, what: str = "condition",
-               interval: float = 0.05) -> T:
-    """tests/conditions.py's wait, polling less often: these predicates mostly run the CLI."""
-    return conditions.wait_until(predicate, timeout, what, interval)
 
 
 def new_marker() -> str:
