@@ -31,6 +31,11 @@ from queuectl.runner import close_inherited_fds
 from queuectl.store import open_store
 from queuectl.watchdog import Watchdog
 from queuectl.worker import Worker, new_identity
+try:  # as worker start's children do, where the tree has it
+    from queuectl.heap import keep_freed_memory
+    keep_freed_memory()
+except ImportError:
+    pass
 close_inherited_fds()
 watchdog = Watchdog()
 store = open_store(sys.argv[1], durable=False)

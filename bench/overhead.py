@@ -36,10 +36,22 @@ def indexed_claim(query: str) -> str | None:
     return query.replace("SELECT seq FROM jobs\n", "SELECT seq FROM jobs INDEXED BY jobs_ready\n")
 
 
+def _as_workers_run() -> None:
+    """Both loops get the allocator settings of `worker start`'s children (queuectl.heap),
+    where the tree under test has them: without, a process whose heap top happens to sit near
+    glibc's trim threshold pays page faults on every job, which is layout luck, not cost."""
+    try:
+        from queuectl.heap import keep_freed_memory
+    except ImportError:
+        return
+    keep_freed_memory()
+
+
 def _store_loop(db: str, fixed: bool, ready, go, out) -> None:
     from queuectl.store import open_store
     from queuectl.worker import new_identity
 
+    _as_workers_run()
     store = open_store(db, durable=False)
     if fixed:  # diagnostic: the same store with the claim kept on its index (this process only)
         queries = dict(store.db.queries)
@@ -72,6 +84,7 @@ def _raw_loop(db: str, fixed: bool, ready, go, out) -> None:
     q = dict(sql.load("sqlite"))
     if fixed:
         q["claim_any"] = indexed_claim(q["claim_any"])
+    _as_workers_run()
     conn = sqlite3.connect(db, timeout=60, isolation_level=None)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA synchronous = NORMAL")

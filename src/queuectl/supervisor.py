@@ -25,6 +25,7 @@ def _child_main(db: str, burst: bool, queues: list[str] | None, verbose: bool,
                 inherited: StopRequests | None = None) -> int:
     # Imported here so the supervisor itself stays small; the child pays the import once.
     from queuectl.errors import QueueError
+    from queuectl.heap import keep_freed_memory
     from queuectl.runner import close_inherited_fds
     from queuectl.store import open_store
     from queuectl.watchdog import Watchdog
@@ -32,6 +33,7 @@ def _child_main(db: str, burst: bool, queues: list[str] | None, verbose: bool,
 
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    keep_freed_memory()  # no heap shrink and regrowth, with its page faults, on every job
     close_inherited_fds()  # jobs must not get the descriptors the worker was started with
     watchdog = Watchdog()  # forked before any connection or job exists
     stops = StopRequests().install()
@@ -61,6 +63,7 @@ def _load_worker_modules() -> None:
     The database module itself (sqlite3, or psycopg) is loaded by the CLI's check that
     opens the store before forking. No connection is made here: children open their own."""
     import queuectl.filewatch  # noqa: F401
+    import queuectl.heap  # noqa: F401
     import queuectl.runner  # noqa: F401
     import queuectl.watchdog  # noqa: F401
     import queuectl.worker  # noqa: F401
