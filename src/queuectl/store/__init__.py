@@ -32,6 +32,8 @@ def is_postgres(target: str) -> bool:
 
 def mask_password(url: str) -> str:
     """The URL as it may be shown: a password in it (user:secret@ or ?password=) becomes ***."""
+    if "://" not in url:  # a file path: nothing to hide, and no URL parser to import
+        return url
     import re  # here, not at the top: only PostgreSQL URLs need it, and start-up counts
     from urllib.parse import urlsplit, urlunsplit
 
