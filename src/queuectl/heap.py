@@ -7,8 +7,8 @@ command's output, SQLite's page cache refilled after another worker's commit. Wh
 heap's top happened to sit near that threshold, which depends on nothing more than what was
 imported and in which order, every job shrank the heap and grew it again, and every page
 touched after the growth was a fresh page fault: about 100 faults per job, a fifth of the
-time two workers took to run 2,000 `true` jobs (see DECISIONS.md, section 25). Fixing both thresholds makes the cycle
-reuse the same memory, whatever the layout.
+time two workers took to run 2,000 `true` jobs (see DECISIONS.md, section 25). Fixing both
+thresholds makes the cycle reuse the same memory, whatever the layout.
 
 Only for processes that run jobs in a loop: a library user's process keeps its allocator as
 it was. Other C libraries (musl, macOS) have no such trimming or no mallopt; there this does
