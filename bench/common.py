@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import sqlite3
@@ -75,6 +76,9 @@ class Bench:
     pg_admin_url: str
     verbose: bool = True
     notes: list[str] = field(default_factory=list)
+    # CPU seconds and minor page faults of the last timed() process and every descendant it
+    # (or they) waited for: for a `worker start`, supervisor, workers, guardians, commands.
+    last_usage: tuple[float, int] = (0.0, 0)
 
     # -- environment ------------------------------------------------------------------------
 
@@ -129,11 +133,16 @@ class Bench:
         """Wall seconds from starting the process to reaping it; raises if it failed."""
         stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL  # noqa: SIM115
         try:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
             proc = subprocess.Popen(argv, env=env or self.env(), stdin=stdin, cwd=cwd,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             _, err = proc.communicate()
             elapsed = time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            self.last_usage = (
+                after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
+                after.ru_minflt - before.ru_minflt)
         finally:
             if stdin_path:
                 stdin.close()

@@ -7,6 +7,8 @@ supervisor and its workers, like starting xargs. Peers drain the same jobs in th
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from common import (
     Bench,
     Row,
@@ -50,11 +52,22 @@ def run(bench: Bench) -> list[Row]:
         f.write("x\n" * jobs)
     db = f"{folder}/queue.db"
 
+    usage: dict[str, list[tuple[float, int]]] = {}
+
+    def noting_usage(name: str, drain: Callable[[], float]) -> Callable[[], float]:
+        def run() -> float:
+            elapsed = drain()
+            usage.setdefault(name, []).append(bench.last_usage)
+            return elapsed
+        return run
+
     groups = []
     for count in COUNTS:
         groups.append([
-            (f"queuectl-{count}", lambda c=count: queuectl_drain(bench, jobs_file, jobs, c, db)),
-            (f"xargs-{count}", lambda c=count: xargs_drain(bench, lines_file, c)),
+            (f"queuectl-{count}", noting_usage(f"queuectl-{count}", lambda c=count: queuectl_drain(
+                bench, jobs_file, jobs, c, db))),
+            (f"xargs-{count}", noting_usage(f"xargs-{count}", lambda c=count: xargs_drain(
+                bench, lines_file, c))),
         ])
     huey_missing, tsp_missing = huey_unavailable(bench), tsp_unavailable(bench)
     if not huey_missing:
@@ -77,6 +90,12 @@ def run(bench: Bench) -> list[Row]:
             f"xargs -P{count}: {jobs / x:,.0f} jobs/s ({fmt_s(x)})",
             f"xargs/queuectl >= {TARGETS[count]}", ratio >= TARGETS[count],
         ))
+    bench.notes.append(
+        "figure 1, CPU and minor page faults per job of each run's whole process tree "
+        "(supervisor, workers, guardians and commands; xargs and its `sh`), medians: " + "; ".join(
+            f"{name} {median([u[0] for u in usage[name]]) / jobs * 1e3:.2f} ms, "
+            f"{median([u[1] for u in usage[name]]) / jobs:.0f} faults"
+            for count in COUNTS for name in (f"queuectl-{count}", f"xargs-{count}")))
     x2 = med["xargs-2"]
     tsp_label = "task-spooler `tsp -S 2`, `tsp -n sh -c true`"
     if tsp_jobs < jobs:
