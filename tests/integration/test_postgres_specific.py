@@ -4,6 +4,7 @@ LISTEN/NOTIFY wake-ups, surviving a lost connection, and clear errors without a 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import subprocess
@@ -327,6 +328,66 @@ def test_a_last_statement_sent_with_its_commit_commits_all_or_nothing(pg_databas
             store.db.execute("config_set", {"key": "backoff-base", "value": "6"})
     assert (other.settings()["max-retries"], other.settings()["backoff-base"]) == (4, 5)
     assert store.settings()["max-retries"] == 4  # and the session goes on
+    store.close()
+    other.close()
+
+
+class RoundTrips:
+    """The store's real connection, counting how often the client waits for the server: once
+    per statement sent on its own, once per pipeline (sent together, answered together)."""
+
+    def __init__(self, conn):
+        self._conn, self.count, self._in_pipeline = conn, 0, False
+
+    def execute(self, *args, **kwargs):
+        self.count += not self._in_pipeline
+        return self._conn.execute(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def pipeline(self):
+        self.count += 1
+        self._in_pipeline = True
+        try:
+            with self._conn.pipeline() as pipeline:
+                yield pipeline
+        finally:
+            self._in_pipeline = False
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+def test_a_result_and_the_next_claim_travel_in_one_round_trip(pg_database):
+    """Across hosts a round trip costs more than the statements (DECISIONS.md 8): a job's
+    result, its attempt row, the next claim and the COMMIT go to the server together."""
+    store = open_store(pg_database)
+    me = WorkerIdentity("w", "h", 1)
+    now = time.time()
+    store.enqueue([NewJob(command="true", id="a"), NewJob(command="true", id="b")], now)
+    store.register_worker(me, now)
+    job = store.claim(me, now, 60)
+    spy = store.db._conn = RoundTrips(store.db._conn)
+    done, following = store.record_and_claim(lambda: store.complete(job, now + 1), me, now + 1,
+                                             60)
+    assert (done, following.id, spy.count) == (True, "b", 1)
+    assert [a["outcome"] for a in store.attempts("a")] == ["completed"]
+    store.close()
+
+
+def test_a_result_sent_with_a_failing_last_statement_is_rolled_back(pg_database):
+    store, other = open_store(pg_database), open_store(pg_database)
+    store.config_set("max-retries", "3")
+    with pytest.raises(QueueError, match="database error"):
+        with store.db.transaction():
+            store.db.execute_then_fetch_one_last(
+                "config_set", {"key": "max-retries", "value": "9"},
+                "claim_in_queues", {"worker_id": "w", "host": "h", "token": "t",
+                                    "lease_until": 1.0, "now": 0.0, "queues": "not json"})
+    assert other.settings()["max-retries"] == 3
+    with store.db.transaction():
+        matched, row = store.db.execute_then_fetch_one_last(
+            "config_set", {"key": "max-retries", "value": "5"}, "get_job", {"id": "none"})
+    assert (matched, row, other.settings()["max-retries"]) == (1, None, 5)
     store.close()
     other.close()
 

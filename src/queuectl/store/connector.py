@@ -24,6 +24,13 @@ class Connector(Protocol):
         send the COMMIT along with it. Nothing may follow it in that transaction."""
         ...
 
+    def execute_then_fetch_one_last(self, name: str, params: dict[str, Any],
+                                    last_name: str, last_params: dict[str, Any],
+                                    ) -> tuple[int, dict | None]:
+        """execute(name), then fetch_one_last(last_name); the connector may send both (and the
+        COMMIT) at once."""
+        ...
+
     def fetch_all(self, name: str, params: dict[str, Any] | None = None) -> list[dict]: ...
 
     def execute_many(self, name: str, rows: list[dict[str, Any]]) -> None:

@@ -70,9 +70,23 @@ def row_to_job(row: dict) -> Job:
     return Job(**values)
 
 
+class _ChainedClaim:
+    """record_and_claim's claim, not yet sent. The result's last statement may take it along
+    (`Connector.execute_then_fetch_one_last`: on PostgreSQL, one round trip for both); if it
+    did not, record_and_claim sends it itself."""
+
+    __slots__ = ("name", "params", "sent", "row")
+
+    def __init__(self, name: str, params: dict[str, Any]):
+        self.name, self.params = name, params
+        self.sent = False
+        self.row: dict | None = None
+
+
 class JobStore:
     def __init__(self, db: Connector):
         self.db = db
+        self._chained: _ChainedClaim | None = None  # set only inside record_and_claim
 
     def close(self) -> None:
         self.db.close()
@@ -299,10 +313,15 @@ class JobStore:
         claim statement reads the flag, inside the transaction, so a stop that committed first
         always wins). The claim's parameters are made before and its Job after the
         transaction: on SQLite, Python inside it holds the one write lock."""
-        name, params = self._claim_statement(worker, now, lease_seconds)
-        with self.db.transaction():
-            result = record()
-            row = self.db.fetch_one_last(name, params)
+        chained = self._chained = _ChainedClaim(*self._claim_statement(worker, now,
+                                                                       lease_seconds))
+        try:
+            with self.db.transaction():
+                result = record()
+                row = chained.row if chained.sent else self.db.fetch_one_last(
+                    chained.name, chained.params)
+        finally:
+            self._chained = None
         return result, row_to_job(row) if row else None
 
     def unclaim(self, job: Job, now: float) -> bool:
@@ -452,7 +471,14 @@ class JobStore:
                 "output_bytes": output.total if output is not None else None,
             }
             if "finish_job_with_attempt" in self.db.queries:  # see sql.ONE_STATEMENT_FORMS
-                return self.db.execute("finish_job_with_attempt", finish | attempt) == 1
+                # Inside record_and_claim, the next claim goes along with it (DECISIONS.md 8).
+                chained, self._chained = self._chained, None
+                if chained is None:
+                    return self.db.execute("finish_job_with_attempt", finish | attempt) == 1
+                matched, chained.row = self.db.execute_then_fetch_one_last(
+                    "finish_job_with_attempt", finish | attempt, chained.name, chained.params)
+                chained.sent = True
+                return matched == 1
             if self.db.execute("finish_job", finish) != 1:
                 return False
             self.db.execute("insert_attempt", attempt | {

@@ -94,6 +94,22 @@ class PostgresConnector:
         self._committed_early = True  # transaction() sends no COMMIT of its own
         return rows[0] if rows else None
 
+    def execute_then_fetch_one_last(self, name: str, params: dict[str, Any],
+                                    last_name: str, last_params: dict[str, Any],
+                                    ) -> tuple[int, dict | None]:
+        """execute(name), then fetch_one_last(last_name), all in one pipeline with the COMMIT
+        (and a pending BEGIN): one round trip for a job's result and its worker's next claim,
+        where it took two. The first statement's row count, like every answer, is read only
+        after the COMMIT's, and a failure of either sends nothing after it: the transaction
+        rolls back as a whole."""
+        if not self._in_transaction or not self._pipeline or not params or not last_params:
+            return self.execute(name, params), self.fetch_one_last(last_name, last_params)
+        first, last = self._run_all([(self.queries[name], params),
+                                     (self.queries[last_name], last_params)], commit=True)
+        self._committed_early = True  # transaction() sends no COMMIT of its own
+        rows = last.fetchall()
+        return first.rowcount, rows[0] if rows else None
+
     def fetch_all(self, name: str, params: dict[str, Any] | None = None) -> list[dict]:
         return self._run(self.queries[name], params).fetchall()
 
@@ -221,11 +237,15 @@ class PostgresConnector:
 
     def _run(self, statement: str, params: dict[str, Any] | None = None,
              commit: bool = False) -> psycopg.Cursor[dict[str, Any]]:
-        """Send one statement and turn psycopg's errors into ours. A BEGIN still pending goes
-        in one pipeline with it, and so does COMMIT when `commit` (fetch_one_last). Without
+        return self._run_all([(statement, params)], commit)[-1]
+
+    def _run_all(self, statements: list[tuple[str, dict[str, Any] | None]],
+                 commit: bool = False) -> list[psycopg.Cursor[dict[str, Any]]]:
+        """Send statements and turn psycopg's errors into ours. A BEGIN still pending goes
+        in one pipeline with them, and so does COMMIT when `commit` (fetch_one_last). Without
         pipeline mode (libpq before 14), or for a statement without parameters, which may be
         a script of several (a pipeline sends each as one extended-protocol query, which takes
-        only one), BEGIN goes first on its own; fetch_one_last never asks to commit then."""
+        only one), BEGIN goes first on its own; nothing asks to commit then."""
         if self._committed_early and self._in_transaction:
             raise RuntimeError("a statement after the one fetch_one_last ran as the last")
         if self._conn is None:
@@ -240,18 +260,21 @@ class PostgresConnector:
         self._drain_notifications()
         begin, self._begin_pending = self._begin_pending, False
         try:
-            if not (begin or commit):
-                return conn.execute(statement, params or None)
-            if not self._pipeline or not params:
-                conn.execute("BEGIN")
-                return conn.execute(statement, params or None)
+            if not (begin or commit) and len(statements) == 1:
+                statement, params = statements[0]
+                return [conn.execute(statement, params or None)]
+            if not self._pipeline or not all(params for _, params in statements):
+                if begin:
+                    conn.execute("BEGIN")
+                return [conn.execute(statement, params or None)
+                        for statement, params in statements]
             with conn.pipeline():
                 if begin:
                     conn.execute("BEGIN")
-                cursor = conn.execute(statement, params)
+                cursors = [conn.execute(statement, params) for statement, params in statements]
                 if commit:
                     conn.execute("COMMIT")
-            return cursor
+            return cursors
         except psycopg.errors.UniqueViolation as exc:
             raise Conflict(self._reason(exc)) from None
         except psycopg.errors.InFailedSqlTransaction:

@@ -175,6 +175,12 @@ class SQLiteConnector:
     def fetch_one_last(self, name: str, params: dict[str, Any] | None = None) -> dict | None:
         return self.fetch_one(name, params)  # a local COMMIT costs no round trip to save
 
+    def execute_then_fetch_one_last(self, name: str, params: dict[str, Any],
+                                    last_name: str, last_params: dict[str, Any],
+                                    ) -> tuple[int, dict | None]:
+        # One process, no round trips: simply one after the other.
+        return self.execute(name, params), self.fetch_one_last(last_name, last_params)
+
     def fetch_all(self, name: str, params: dict[str, Any] | None = None) -> list[dict]:
         return [dict(row) for row in self._run(self.queries[name], params).fetchall()]
 
