@@ -471,7 +471,7 @@ class JobStore:
                 "output_bytes": output.total if output is not None else None,
             }
             if "finish_job_with_attempt" in self.db.queries:  # see sql.ONE_STATEMENT_FORMS
-                # Inside record_and_claim, the next claim goes along with it (DECISIONS.md 8).
+                # Inside record_and_claim, the next claim goes along with it (DECISIONS.md 26).
                 chained, self._chained = self._chained, None
                 if chained is None:
                     return self.db.execute("finish_job_with_attempt", finish | attempt) == 1
