@@ -12,6 +12,7 @@ PYTHONPATH; prints `jobs seconds`.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import subprocess
@@ -19,10 +20,13 @@ import sys
 import time
 
 from common import Bench, Postgres, Row, fmt_rate, interleaved, median, remove_sqlite, write_jobs
+from hop import delayed
 
 PROCESSES = 2
 TARGET_SQLITE = 10_000
 TARGET_PG = 3_000
+HOP_DELAY_MS = 0.5  # asked of the proxy each way; the round trip it makes is measured
+HOP_JOBS = 1_000  # a few hundred jobs/s across the hop: fewer jobs keep the rounds short
 
 
 # -- the child side -------------------------------------------------------------------------
@@ -139,12 +143,15 @@ def drive(mode: str, db: str, processes: int) -> tuple[int, float]:
 # -- the harness side -----------------------------------------------------------------------
 
 
-def _measure(bench: Bench, mode: str, db: str, jobs_file: str, jobs: int) -> float:
+def _measure(bench: Bench, mode: str, db: str, jobs_file: str, jobs: int,
+             via: str | None = None) -> float:
+    """Jobs/s of `mode` draining `jobs` from a fresh `db`; the workers reach it through `via`
+    (the same database behind the delay proxy) when given."""
     if not db.startswith("postgres"):
         remove_sqlite(db)
     bench.cli(db, "enqueue", "--file", jobs_file)
-    out = subprocess.run([bench.python, os.path.abspath(__file__), mode, db, str(PROCESSES)],
-                         env=bench.env(), capture_output=True, text=True)
+    out = subprocess.run([bench.python, os.path.abspath(__file__), mode, via or db,
+                          str(PROCESSES)], env=bench.env(), capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"overhead driver failed: {out.stderr[-2000:]}")
     done, seconds = out.stdout.split()
@@ -210,10 +217,33 @@ def run(bench: Bench) -> list[Row]:
             ("store-fixed", lambda: _measure(bench, "store-fixed", db, jobs_file, jobs)),
             ("raw-fixed", lambda: _measure(bench, "raw-fixed", db, jobs_file, jobs)),
         ])
+    hop: contextlib.ExitStack | None = None
+    hop_jobs = min(jobs, HOP_JOBS)
+    hop_file = write_jobs(f"{folder}/hop-jobs.jsonl", hop_jobs)
+    hop_rtt = 0.0
     if not pg_missing:
-        groups.append([("store-pg", pg_round)])
+        hop = contextlib.ExitStack()
+        url = pg.create()  # only for the proxy's round-trip measurement; each round has its own
+        try:
+            proxied_admin, hop_rtt = hop.enter_context(delayed(url, HOP_DELAY_MS))
+        finally:
+            pg.drop(url)
+
+        def pg_hop_round() -> float:
+            url = pg.create()
+            through = proxied_admin.rpartition("/")[0] + "/" + url.rpartition("/")[2]
+            try:
+                return _measure(bench, "store", url, hop_file, hop_jobs, via=through)
+            finally:
+                pg.drop(url)
+
+        groups.append([("store-pg", pg_round), ("store-pg-hop", pg_hop_round)])
     bench.log(f"figure 2: {jobs} jobs, {PROCESSES} processes, {bench.sizes.rounds} rounds")
-    rates = interleaved(bench.sizes.rounds, groups, bench)
+    try:
+        rates = interleaved(bench.sizes.rounds, groups, bench)
+    finally:
+        if hop is not None:
+            hop.close()
     store, raw = median(rates["store-sqlite"]), median(rates["raw-sqlite"])
     rows = [Row("2 queue overhead", f"claim + complete, no command, 2 processes, SQLite, "
                 f"{jobs:,} jobs pending at the start",
@@ -235,6 +265,15 @@ def run(bench: Bench) -> list[Row]:
         rows.append(Row("2 queue overhead", "claim + complete, 2 processes, PostgreSQL",
                         fmt_rate(value), f"SQLite store: {fmt_rate(store)}",
                         f">= {TARGET_PG:,} jobs/s", value >= TARGET_PG))
+        far = median(rates["store-pg-hop"])
+        per_job_ms = 1e3 * PROCESSES / far
+        rows.append(Row(
+            "2 queue overhead (across a hop)",
+            f"the same, {hop_jobs:,} jobs, each worker reaching the server through a proxy "
+            f"that holds every packet {HOP_DELAY_MS:g} ms each way (bench/hop.py)",
+            f"{fmt_rate(far)} ({per_job_ms:.1f} ms per job per process: "
+            f"{per_job_ms / hop_rtt:.1f} round trips' worth)",
+            f"`SELECT 1` through the proxy: {hop_rtt:.1f} ms per round trip"))
     return rows
 
 
