@@ -77,6 +77,43 @@ def test_every_job_is_claimed_exactly_once(sqlite_database, tmp_path):
 
 
 @pytest.mark.timeout(180)
+def test_the_wal_stays_small_while_workers_take_turns_with_the_lock(sqlite_database, tmp_path):
+    """Two workers that take turns with the write lock used to keep SQLite's own checkpoint
+    from ever finishing before the next write: the WAL never started over, grew by every
+    commit (80 to 90 MB for these jobs) and each commit paid a checkpoint (DECISIONS.md 27)."""
+    jobs = 1500
+    store = open_store(sqlite_database)
+    store.enqueue([NewJob(id=f"job-{n:04d}", command="true") for n in range(jobs)], 0.0)
+    store.close()
+
+    start, wal = tmp_path / "go", Path(sqlite_database + "-wal")
+    procs = [subprocess.Popen(
+        [sys.executable, str(CLAIMER), sqlite_database, str(start),
+         str(tmp_path / f"report-{n}.json"), f"claimer-{n}"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for n in range(2)]
+    largest = 0
+
+    def finished() -> bool:
+        nonlocal largest
+        if wal.exists():
+            largest = max(largest, wal.stat().st_size)
+        return all(p.poll() is not None for p in procs)
+
+    try:
+        start.touch()
+        wait_until(finished, 150, "both claimers to finish", interval=0.005)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.communicate()
+    assert [p.returncode for p in procs] == [0, 0]
+    assert counts(sqlite_database)["completed"] == jobs
+    assert 0 < largest < 16 * 2**20, f"the WAL reached {largest / 2**20:.1f} MiB"
+
+
+@pytest.mark.timeout(180)
 def test_many_cli_enqueues_while_workers_claim(sqlite_database, tmp_path):
     log_path = tmp_path / "workers.log"
     with open(log_path, "w") as log:

@@ -13,6 +13,7 @@ import pytest
 
 from queuectl import cli
 from queuectl.errors import QueueError
+from queuectl.models import NewJob
 from queuectl.store import open_store
 from queuectl.store.sqlite import SQLiteConnector
 
@@ -58,6 +59,38 @@ def test_workers_use_synchronous_normal(sqlite_database):
     store = open_store(sqlite_database, durable=False)
     try:
         assert store.db.conn.execute("PRAGMA synchronous").fetchone()[0] == NORMAL
+    finally:
+        store.close()
+
+
+def test_workers_checkpoint_the_wal_themselves_and_the_cli_leaves_it_to_sqlite(sqlite_database):
+    worker = open_store(sqlite_database, durable=False)
+    cli_side = open_store(sqlite_database)
+    try:
+        assert worker.db.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        assert cli_side.db.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    finally:
+        worker.close()
+        cli_side.close()
+
+
+def test_a_worker_connection_checkpoints_every_so_many_commits(sqlite_database):
+    from queuectl.store.sqlite import CHECKPOINT_EVERY_COMMITS
+
+    store = open_store(sqlite_database, durable=False)
+    wal = sqlite_database + "-wal"
+    try:
+        def one_commit(n: int) -> None:
+            store.enqueue([NewJob(id=f"job-{n}", command="true")], 0.0)
+
+        sizes = []
+        for n in range(CHECKPOINT_EVERY_COMMITS * 5):
+            one_commit(n)
+            sizes.append(os.path.getsize(wal))
+        # After each checkpoint the WAL starts over from its first page, so the file grows
+        # little after the first; with no checkpoint at all it would grow on every commit,
+        # to five times the size.
+        assert max(sizes) < 1.5 * sizes[CHECKPOINT_EVERY_COMMITS - 1]
     finally:
         store.close()
 
