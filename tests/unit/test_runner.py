@@ -1,5 +1,6 @@
 import os
 import signal
+import time
 
 import pytest
 
@@ -78,3 +79,45 @@ def test_a_job_still_running_at_the_first_look_wakes_its_waiter_when_it_exits():
     running.finish()
     assert running.returncode == 0
     assert pumps <= 3
+
+
+def _ignored_signals_of_a_job() -> set[int]:
+    from queuectl.runner import RunningJob
+
+    running = RunningJob("grep SigIgn /proc/self/status")
+    assert running.wait() == 0
+    running.finish()
+    mask = int(running.output.head.decode().split()[1], 16)
+    return {sig for sig in range(1, 65) if mask & (1 << (sig - 1))} - {32, 33}  # glibc's own
+
+
+def test_a_job_does_not_inherit_the_signals_python_ignores():
+    """Python ignores SIGPIPE and SIGXFSZ for itself; a job that inherited that would see
+    `yes | head -1` complain of a broken pipe, and a shell loop writing into `head` never end."""
+    from queuectl.runner import RunningJob
+
+    assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN  # so the test means something
+    assert _ignored_signals_of_a_job() == set()
+
+    running = RunningJob("yes | head -1; while :; do echo more; done | head -1")
+    deadline = time.monotonic() + 10
+    while running.poll() is None and time.monotonic() < deadline:
+        running.pump(timeout=0.1)
+    if running.poll() is None:
+        running.kill(grace=0.1)
+        pytest.fail("a loop writing into `head` never got SIGPIPE")
+    running.finish()
+    assert running.returncode == 0
+    assert running.output.head.decode() == "y\nmore\n"
+
+
+def test_a_signal_the_workers_parent_ignored_stays_ignored_in_the_job(monkeypatch):
+    """`nohup queuectl worker start`: its jobs ignore SIGHUP too, as from a shell."""
+    from queuectl import runner
+
+    monkeypatch.setattr(runner, "_defaulted", None)  # worked out afresh, as a new worker would
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        assert _ignored_signals_of_a_job() == {signal.SIGHUP}
+    finally:
+        signal.signal(signal.SIGHUP, previous)
