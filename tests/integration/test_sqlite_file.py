@@ -95,6 +95,28 @@ def test_a_worker_connection_checkpoints_every_so_many_commits(sqlite_database):
         store.close()
 
 
+def test_a_big_wal_is_cut_back_once_the_workers_start_it_over(sqlite_database, monkeypatch):
+    """A bulk enqueue leaves a WAL as large as the batch; while workers keep the queue open,
+    it is never deleted, so it is cut back when it starts over after a checkpoint."""
+    from queuectl.store import sqlite as sqlite_module
+
+    monkeypatch.setattr(sqlite_module, "WAL_SIZE_LIMIT", 1 << 20)
+    open_store(sqlite_database).close()
+    worker = open_store(sqlite_database, durable=False)
+    cli_side = open_store(sqlite_database)
+    wal = sqlite_database + "-wal"
+    try:
+        cli_side.enqueue([NewJob(id=f"bulk-{n}", command="true") for n in range(20_000)], 0.0)
+        assert os.path.getsize(wal) > 2 << 20  # so the test means something
+        # The worker's 100th commit checkpoints; its next starts the WAL over and cuts it.
+        for n in range(sqlite_module.CHECKPOINT_EVERY_COMMITS + 5):
+            worker.enqueue([NewJob(id=f"one-{n}", command="true")], 0.0)
+        assert os.path.getsize(wal) <= 1 << 20
+    finally:
+        worker.close()
+        cli_side.close()
+
+
 def _umask_zero():
     os.umask(0)
 

@@ -23,6 +23,10 @@ BUSY_TIMEOUT_SECONDS = 60.0
 # A worker's connection checkpoints the WAL itself after this many of its own commits (a job
 # commits about a dozen pages), instead of SQLite's automatic checkpoint: see _committed.
 CHECKPOINT_EVERY_COMMITS = 100
+# When the WAL starts over, a file larger than this is cut back to it. Between checkpoints it
+# holds a few MB; a bulk enqueue of a million jobs leaves a couple of hundred, which would
+# otherwise stay on disk for as long as any worker keeps the queue open.
+WAL_SIZE_LIMIT = 32 << 20
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
@@ -139,6 +143,8 @@ class SQLiteConnector:
             if path != ":memory:":
                 self._use_wal()
             self.conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            if path != ":memory:":
+                self.conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             if not durable and path != ":memory:":
                 self.conn.execute("PRAGMA wal_autocheckpoint = 0")  # we do it: _committed
         except PermissionError as exc:
