@@ -198,3 +198,17 @@ def test_jobs_persist_across_worker_restarts(qc, tmp_path):
     first = qc.show("first")
     assert first["state"] == "completed" and len(first["history"]) == 1
     assert qc.counts()["completed"] == 3
+
+
+def test_a_job_run_by_worker_start_gets_sigpipe_as_from_a_shell(qc):
+    """The worker's interpreter ignores SIGPIPE; its jobs must not: `yes | head -1` is quiet,
+    and a loop writing into `head` ends (a job that inherited the ignore ran until its
+    timeout)."""
+    qc.fast()
+    qc.enqueue({"id": "pipes", "timeout": 20,
+                "command": "yes | head -1; while :; do echo more; done | head -1"})
+    workers = qc.start_workers()
+    job = qc.wait_for_state("pipes", "completed", timeout=15)
+    _stop(workers)
+    assert job["exit_code"] == 0
+    assert qc.ok("logs", "pipes").stdout.splitlines()[-2:] == ["y", "more"]
