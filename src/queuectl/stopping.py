@@ -17,6 +17,8 @@ import os
 import signal
 
 RUNNING, WARM, COLD = 0, 1, 2
+# What install() handles: blocked while a worker is forked, until its handlers are in place.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
 
 class StopRequests:

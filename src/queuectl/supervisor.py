@@ -14,7 +14,7 @@ import sys
 import time
 
 from queuectl.log import log
-from queuectl.stopping import COLD, RUNNING, StopRequests
+from queuectl.stopping import COLD, RUNNING, STOP_SIGNALS, StopRequests
 from queuectl.store import mask_password
 
 RESTART_DELAYS = (0.5, 1, 2, 5, 10, 30)  # after consecutive crashes of one slot
@@ -22,7 +22,8 @@ HEALTHY_AFTER_SECONDS = 60.0
 
 
 def _child_main(db: str, burst: bool, queues: list[str] | None, verbose: bool,
-                inherited: StopRequests | None = None) -> int:
+                inherited: StopRequests | None = None,
+                signal_mask: set | None = None) -> int:
     # Imported here so the supervisor itself stays small; the child pays the import once.
     from queuectl.errors import QueueError
     from queuectl.heap import keep_freed_memory
@@ -37,12 +38,13 @@ def _child_main(db: str, burst: bool, queues: list[str] | None, verbose: bool,
     close_inherited_fds()  # jobs must not get the descriptors the worker was started with
     watchdog = Watchdog()  # forked before any connection or job exists
     stops = StopRequests().install()
-    # Until install(), a signal ran the supervisor's handlers, inherited with the fork, and
-    # set the level of the supervisor's StopRequests (this process's copy of it). A stop
-    # forwarded to a worker that was still starting would otherwise be lost, and the
-    # supervisor would wait for that worker forever.
+    # A stop the supervisor had heard before the fork is in its StopRequests, copied with the
+    # fork. One sent since waits, blocked (Supervisor._spawn), and arrives at our own handlers
+    # as soon as we unblock it; the supervisor would otherwise wait for this worker forever.
     if inherited is not None:
         stops.request(inherited.level)
+    if signal_mask is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, signal_mask)
     try:
         store = open_store(db, durable=False)
     except QueueError as exc:
@@ -128,16 +130,25 @@ class Supervisor:
 
     def _spawn(self, slot: int) -> None:
         sys.stderr.flush()
+        # The stop signals are blocked across the fork, and the child unblocks them once its
+        # own handlers are in place. A signal that reached the child before Python's after-fork
+        # code ran was discarded by that code (it clears the child's pending signal flags):
+        # on a busy machine a child may not run at all until after the supervisor has
+        # forwarded a stop, which its worker then never saw, and `worker start` never exited.
+        # Blocked, the signal waits in the kernel instead.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
-                code = _child_main(self.db, self.burst, self.queues, self.verbose, self.stops)
+                code = _child_main(self.db, self.burst, self.queues, self.verbose, self.stops,
+                                   mask)
             except BaseException as exc:  # noqa: BLE001 - a child must never return into our loop
                 log("worker", f"crashed: {exc!r}")
             finally:
                 sys.stderr.flush()
                 os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self.children[pid] = slot
         self.started_at[pid] = time.monotonic()
 

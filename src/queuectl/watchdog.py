@@ -87,6 +87,9 @@ def _guard(read_fd: int) -> None:
     for name in ("SIGUSR1", "SIGUSR2", "SIGCHLD"):
         signal.signal(getattr(signal, name), signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
+    # Forked while the worker still blocks its stop signals (see Supervisor._spawn): the
+    # SIGTERM that Watchdog.close sends must reach this process.
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
     os.set_blocking(read_fd, False)
     running: tuple[int, str | None] | None = None  # the job group in flight, with its stamp
     pending = b""
