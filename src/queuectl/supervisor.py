@@ -137,7 +137,11 @@ class Supervisor:
         # forwarded a stop, which its worker then never saw, and `worker start` never exited.
         # Blocked, the signal waits in the kernel instead.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except BaseException:  # no child (out of processes): Ctrl-C must still reach us
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
         if pid == 0:
             code = 1
             try:
