@@ -123,6 +123,11 @@ class SQLiteConnector:
         self.path = path
         self.shown_as = shown_as  # what describe() says (an in-memory stand-in's real path)
         self.queries = sql.load(self.dialect)
+        # Workers (durable=False) checkpoint for themselves (_committed); the CLI keeps SQLite's
+        # automatic checkpoint. An in-memory database has no WAL.
+        self._checkpoint_every = (None if durable or path == ":memory:"
+                                  else CHECKPOINT_EVERY_COMMITS)
+        self._commits = 0
         try:
             existed = path != ":memory:" and not _prepare_file(path)
             if existed:
@@ -142,11 +147,10 @@ class SQLiteConnector:
                     raise
             if path != ":memory:":
                 self._use_wal()
-            self.conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
-            if path != ":memory:":
                 self.conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
-                if not durable:
-                    self.conn.execute("PRAGMA wal_autocheckpoint = 0")  # we do it: _committed
+            self.conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            if self._checkpoint_every is not None:
+                self.conn.execute("PRAGMA wal_autocheckpoint = 0")
         except PermissionError as exc:
             raise QueueError(f"cannot open the queue database {path}: {exc.strerror}") from None
         except (sqlite3.DatabaseError, OSError) as exc:
@@ -156,10 +160,6 @@ class SQLiteConnector:
         self._data_version: int | None = None
         self._watch_fd: int | None = None  # see change_fd()
         self._watch_tried = False
-        # Workers (durable=False) checkpoint for themselves; the CLI keeps SQLite's own.
-        self._checkpoint_every = (None if durable or path == ":memory:"
-                                  else CHECKPOINT_EVERY_COMMITS)
-        self._commits = 0
 
     def _use_wal(self) -> None:
         """Switch a new file to WAL. The switch needs the exclusive lock, which several
@@ -275,10 +275,11 @@ class SQLiteConnector:
         1,000 pages, once the write lock is released. Workers that take turns with the lock
         then never let a checkpoint finish before the next writer appends, so the WAL never
         starts over, stays over the mark, and every commit runs another checkpoint of the
-        few pages before it: two fsyncs per job (bench figure 2: about 6,000 jobs/s instead of
-        9,000 to 10,000). RESTART takes the write lock while it copies, so it copies everything, and
-        the next writer starts the WAL over. When another process holds the lock, SQLite
-        copies what it can without it, and the next round tries again (DECISIONS.md 27)."""
+        few pages before it: two fsyncs per job (bench figure 2: about 6,000 jobs/s instead
+        of 9,000 to 10,000). RESTART takes the write lock while it copies, so it copies
+        everything, and the next writer starts the WAL over. When another process holds the
+        lock, SQLite copies what it can without it, and the next round tries again
+        (DECISIONS.md 27)."""
         if self._checkpoint_every is None:
             return
         self._commits += 1
