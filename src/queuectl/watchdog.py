@@ -15,14 +15,17 @@ after the reap only when the job ended within the last POLL_SECONDS, and then it
 When the worker dies, the group is killed only if its leader still has that stamp, or, if the
 leader is gone, while other members keep the group id reserved.
 
-Cheap on the hot path: two small writes per job, and no wake-up for them. The guardian does not
-block on the pipe (every write would wake it, a context switch per job); it sleeps and reads
-what came every POLL_SECONDS, so it notices its worker's death at most that late.
+Cheap on the hot path and when idle. While jobs come and go, the guardian does not block on the
+pipe (every write would wake it, a context switch per job): it sleeps and reads what came
+every POLL_SECONDS, so it notices its worker's death at most that late. Once a look finds
+nothing new (an idle worker, or one long job), it blocks on the pipe instead: no wake-ups at
+all until the next message or the end-of-file, which it then sees at once (DECISIONS.md 28).
 """
 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import time
 
@@ -93,9 +96,13 @@ def _guard(read_fd: int) -> None:
     os.set_blocking(read_fd, False)
     running: tuple[int, str | None] | None = None  # the job group in flight, with its stamp
     pending = b""
+    heard = True
     while True:
-        time.sleep(POLL_SECONDS)
-        ended = False
+        if heard:  # messages are coming: take them in batches
+            time.sleep(POLL_SECONDS)
+        else:  # quiet: wait for the next message or the worker's end, without waking
+            select.select([read_fd], [], [])
+        ended, heard = False, False
         while True:
             try:
                 data = os.read(read_fd, 65536)
@@ -105,6 +112,7 @@ def _guard(read_fd: int) -> None:
                 ended = True
                 break
             pending += data
+            heard = True
         *lines, pending = pending.split(b"\n")
         # Only the last message counts: a "+" followed by its "-" in the same batch is a job
         # that came and went between two looks.
