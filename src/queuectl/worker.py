@@ -73,6 +73,7 @@ class Worker:
         self.verbose = verbose
         self.settings = store.settings()
         self._next_maintenance = 0.0
+        self._next_heartbeat = 0.0
         self._next_retention = 0.0
         self._lease_until = 0.0  # monotonic time our current job's lease surely lasts until
         # The job claimed in the same transaction that recorded the last one (see _record):
@@ -157,7 +158,10 @@ class Worker:
         self._next_maintenance = now + min(MAINTENANCE_SECONDS, self.settings["heartbeat-seconds"])
         self.settings = self.store.settings()
         self._check_stop_flag(now)
-        self.store.worker_heartbeat(self.identity.id, now)
+        # Every heartbeat-seconds, not every maintenance: a write wakes every idle worker on
+        # the queue (they watch for commits), where the reads of maintenance wake nobody.
+        if now >= self._next_heartbeat:
+            self._heartbeat(now)
         self.recover(now)
         self._apply_retention(now)
 
@@ -196,6 +200,10 @@ class Worker:
         for pgid in sorted(groups):
             self._say(f"killing leftover processes of job {job.id} (group {pgid})")
             kill_group(pgid, grace=1.0)
+
+    def _heartbeat(self, now: float) -> None:
+        self.store.worker_heartbeat(self.identity.id, now)
+        self._next_heartbeat = now + self.settings["heartbeat-seconds"]
 
     def _check_stop_flag(self, now: float) -> None:
         flag = self.store.stop_requested(self.identity.id)
@@ -349,7 +357,7 @@ class Worker:
     def _renew(self, job: Job) -> bool:
         try:
             now = self.clock()
-            self.store.worker_heartbeat(self.identity.id, now)
+            self._heartbeat(now)
             renewed = self.store.renew_lease(job, now, self.settings["lease-seconds"])
         except QueueError as exc:
             self._say(f"heartbeat failed ({exc}); keeping the job and trying again")

@@ -235,6 +235,29 @@ def test_worker_stop_from_the_database_is_honoured(store):
     assert store.get(job_id).state == "pending"
 
 
+def test_an_idle_worker_writes_its_heartbeat_every_heartbeat_seconds_not_every_maintenance(
+        store):
+    """Maintenance (settings, the stop flag, the recovery scan) runs every 2 s; the heartbeat is
+    a write, and every write wakes each idle worker watching the queue, so it is written only
+    every heartbeat-seconds (5 by default)."""
+    clock = Clock(T0)
+    worker = make_worker(store, clock)
+    store.register_worker(worker.identity, T0 - 10)
+
+    def heartbeat_at() -> float:
+        [row] = [w for w in store.live_workers(T0 - 60) if w["id"] == worker.identity.id]
+        return row["heartbeat_at"]
+
+    seen = []
+    for now in (T0, T0 + 2, T0 + 4, T0 + 6, T0 + 8, T0 + 10, T0 + 12):
+        assert step(worker, clock, now) is False  # nothing to run: maintenance only
+        seen.append(heartbeat_at() - T0)
+    assert seen == [0, 0, 0, 6, 6, 6, 12]
+    store.request_stop(T0)  # and the reads of every maintenance still happen
+    assert step(worker, clock, T0 + 14) is False
+    assert worker.stops.level == WARM
+
+
 def test_maintenance_recovers_the_job_of_a_dead_worker_on_this_host_and_kills_its_leftovers(
         store):
     """A worker on this host died (SIGKILL) mid-job: its job's processes still run. Another
