@@ -19,6 +19,7 @@ from queuectl.store import mask_password
 
 RESTART_DELAYS = (0.5, 1, 2, 5, 10, 30)  # after consecutive crashes of one slot
 HEALTHY_AFTER_SECONDS = 60.0
+IDLE_WAKE_SECONDS = 10.0
 
 
 def _child_main(db: str, burst: bool, queues: list[str] | None, verbose: bool,
@@ -101,11 +102,13 @@ class Supervisor:
         self._say(f"started {self.count} worker process(es) on {mask_password(self.db)}; "
                   "Ctrl-C once to stop after the running jobs, twice to stop now")
         while self.children or (self.restart_at and stops.level == RUNNING):
-            timeout = 1.0
+            # Every event that needs the supervisor wakes it through the wake fd (a stop
+            # signal, SIGCHLD); the timeout is only for restarts that come due, and a net.
+            timeout = IDLE_WAKE_SECONDS
             if self.restart_at:
                 timeout = max(0.0, min(self.restart_at.values()) - time.monotonic())
             try:
-                select.select([stops.wake_fd], [], [], min(timeout, 1.0))
+                select.select([stops.wake_fd], [], [], min(timeout, IDLE_WAKE_SECONDS))
             except InterruptedError:
                 pass
             stops.drain()

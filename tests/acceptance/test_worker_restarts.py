@@ -90,3 +90,46 @@ def _stop_each_worker_as_soon_as_it_is_forked(qc, attempts: int) -> None:
             time.sleep(0.001)
         workers.signal(signal.SIGTERM)
         assert workers.wait(15) == 0, f"attempt {attempt + 1}:\n{workers.log()}"
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def _wakeups(pids: list[int]) -> list[int]:
+    counts = []
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as f:
+            counts += [int(line.split()[1]) for line in f
+                       if line.startswith("voluntary_ctxt_switches:")]
+    return counts
+
+
+def _asleep_for(pids: list[int], seconds: float) -> bool:
+    before = _wakeups(pids)
+    time.sleep(seconds)  # an observation window, not a wait for an event
+    return _wakeups(pids) == before
+
+
+def test_an_idle_worker_start_wakes_only_its_workers(qc):
+    """Idle CPU (bench figure 5): the supervisor used to wake every second and each guardian
+    five times a second, for nothing, and on a virtual machine a wake-up costs milliseconds of
+    CPU. Both now sleep until something happens: a signal, a child's exit, a message on the
+    guardian's pipe. (The workers still look for due jobs every poll-seconds.) That the
+    supervisor still wakes for a dead worker is the restart test above."""
+    qc.fast()
+    workers = qc.start_workers(2)
+    worker_pids = wait_until(lambda: len(pids := _children(workers.pid)) == 2 and pids, 15,
+                             "two worker processes")
+    guardians = wait_until(
+        lambda: len(found := [g for w in worker_pids for g in _children(w)]) == 2 and found,
+        15, "a guardian for each worker")
+    sleepers = [workers.pid, *guardians]
+    wait_until(lambda: _asleep_for(sleepers, 1.0), 15,
+               "the supervisor and the guardians to sleep through a whole second")
+    workers.signal(signal.SIGTERM)
+    assert workers.wait(15) == 0, workers.log()
