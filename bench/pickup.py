@@ -14,6 +14,7 @@ WAL file (DECISIONS.md 23).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -112,6 +113,10 @@ def _latencies(bench: Bench, db: str, folder: str, samples: int) -> dict[str, li
             subprocess.run(["sh", "-c", f"date +%s.%N > {stamp}"], check=True)
             found["direct"].append(_read_stamp(stamp) - spawned)
     finally:
+        if api.stdin is not None:
+            api.stdin.close()  # its loop ends at end of input, without a KeyboardInterrupt
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            api.wait(5)
         stop_process(api, grace=5)
     return found
 

@@ -38,6 +38,29 @@ def queuectl_drain(bench: Bench, jobs_file: str, jobs: int, count: int, db: str)
     return elapsed
 
 
+# The ceiling of any worker written in Python: N processes that do nothing but start
+# `sh -c true` (posix_spawn, as queuectl's workers do) and wait for it, no queue at all. The gap
+# between this and queuectl is the queue's own cost; the gap between this and xargs is not.
+SPAWN_LOOP = """
+import os, sys
+count, jobs = int(sys.argv[1]), int(sys.argv[2])
+children = []
+for i in range(count):
+    pid = os.fork()
+    if pid == 0:
+        for _ in range(jobs // count + (i < jobs % count)):
+            os.waitpid(os.posix_spawn("/bin/sh", ["sh", "-c", "true"], os.environ), 0)
+        os._exit(0)
+    children.append(pid)
+for pid in children:
+    os.waitpid(pid, 0)
+"""
+
+
+def spawn_loop_drain(bench: Bench, jobs: int, count: int) -> float:
+    return bench.timed([bench.python, "-c", SPAWN_LOOP, str(count), str(jobs)])
+
+
 def xargs_drain(bench: Bench, lines_file: str, count: int) -> float:
     return bench.timed(["xargs", f"-P{count}", "-I{}", "sh", "-c", "true"],
                        stdin_path=lines_file)
@@ -68,6 +91,7 @@ def run(bench: Bench) -> list[Row]:
                 bench, jobs_file, jobs, c, db))),
             (f"xargs-{count}", noting_usage(f"xargs-{count}", lambda c=count: xargs_drain(
                 bench, lines_file, c))),
+            (f"loop-{count}", lambda c=count: spawn_loop_drain(bench, jobs, c)),
         ])
     huey_missing, tsp_missing = huey_unavailable(bench), tsp_unavailable(bench)
     if not huey_missing:
@@ -89,6 +113,17 @@ def run(bench: Bench) -> list[Row]:
             f"{jobs / q:,.0f} jobs/s ({fmt_s(q)}); ratio **{ratio:.2f}**",
             f"xargs -P{count}: {jobs / x:,.0f} jobs/s ({fmt_s(x)})",
             f"xargs/queuectl >= {TARGETS[count]}", ratio >= TARGETS[count],
+        ))
+    for count in COUNTS:
+        q, loop = med[f"queuectl-{count}"], med[f"loop-{count}"]
+        rows.append(Row(
+            "1 throughput (ceiling)",
+            f"{count} Python processes that only start `sh -c true` (posix_spawn) and wait for "
+            f"it, no queue: what any Python worker could reach ({jobs} jobs)",
+            f"{jobs / loop:,.0f} jobs/s ({fmt_s(loop)}); xargs/loop "
+            f"**{ratio_median(times[f'xargs-{count}'], times[f'loop-{count}']):.2f}**",
+            f"queuectl --count {count}: {jobs / q:,.0f} jobs/s, "
+            f"{ratio_median(times[f'loop-{count}'], times[f'queuectl-{count}']):.2f} of the loop",
         ))
     bench.notes.append(
         "figure 1, CPU and minor page faults per job of each run's whole process tree "
