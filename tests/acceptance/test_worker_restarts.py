@@ -28,11 +28,7 @@ def test_a_worker_killed_again_and_again_is_restarted_promptly_each_time(qc):
     workers = qc.start_workers(1)
 
     def worker_pid() -> int | None:
-        try:
-            with open(f"/proc/{workers.pid}/task/{workers.pid}/children") as f:
-                pids = [int(p) for p in f.read().split()]
-        except OSError:
-            return None
+        pids = _children(workers.pid)
         return pids[0] if pids else None
 
     pid = wait_until(worker_pid, 15, "the worker process")
@@ -93,6 +89,7 @@ def _stop_each_worker_as_soon_as_it_is_forked(qc, attempts: int) -> None:
 
 
 def _children(pid: int) -> list[int]:
+    """The pids of a process's children (the same /proc file as chaos/common.py reads)."""
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
             return [int(p) for p in f.read().split()]
