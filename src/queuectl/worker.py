@@ -42,6 +42,13 @@ RETENTION_EVERY_SECONDS = 60.0
 GAVE_UP = object()
 
 
+def _due(now: float, last: float | None, every: float) -> bool:
+    """Whether a periodic task that last ran at `last` is due again. The times are the worker's
+    clock, the wall clock (tests drive it): one stepped back (NTP, a VM's restore) must not
+    stall the task until it has caught up again, so a clock behind `last` makes it due."""
+    return last is None or now >= last + every or now < last
+
+
 def new_identity(queues: list[str] | None = None) -> WorkerIdentity:
     host = socket.gethostname()
     pid = os.getpid()
@@ -72,9 +79,10 @@ class Worker:
         self.clock = clock
         self.verbose = verbose
         self.settings = store.settings()
-        self._next_maintenance = 0.0
-        self._next_heartbeat = 0.0
-        self._next_retention = 0.0
+        # When maintenance, the heartbeat and retention last ran, on self.clock (see _due).
+        self._last_maintenance: float | None = None
+        self._last_heartbeat: float | None = None
+        self._last_retention: float | None = None
         self._lease_until = 0.0  # monotonic time our current job's lease surely lasts until
         # The job claimed in the same transaction that recorded the last one (see _record):
         # already ours, so the next run_once runs it instead of claiming.
@@ -153,23 +161,24 @@ class Worker:
 
     def maintain(self, now: float, force: bool = False) -> None:
         """Heartbeat our row, reread settings, honour `worker stop`, recover lost jobs."""
-        if not force and now < self._next_maintenance:
+        every = min(MAINTENANCE_SECONDS, self.settings["heartbeat-seconds"])
+        if not force and not _due(now, self._last_maintenance, every):
             return
-        self._next_maintenance = now + min(MAINTENANCE_SECONDS, self.settings["heartbeat-seconds"])
+        self._last_maintenance = now
         self.settings = self.store.settings()
         self._check_stop_flag(now)
         # Every heartbeat-seconds, not every maintenance: a write wakes every idle worker on
         # the queue (they watch for commits), where the reads of maintenance wake nobody.
-        if now >= self._next_heartbeat:
+        if _due(now, self._last_heartbeat, self.settings["heartbeat-seconds"]):
             self._heartbeat(now)
         self.recover(now)
         self._apply_retention(now)
 
     def _apply_retention(self, now: float) -> None:
         keep = self.settings["retention"]
-        if not keep or now < self._next_retention:
+        if not keep or not _due(now, self._last_retention, RETENTION_EVERY_SECONDS):
             return
-        self._next_retention = now + RETENTION_EVERY_SECONDS
+        self._last_retention = now
         deleted = self.store.purge(["completed", "cancelled"], before=now - keep)
         if deleted:
             self._say(f"retention: deleted {deleted} finished job(s) older than {keep:g}s")
@@ -203,7 +212,7 @@ class Worker:
 
     def _heartbeat(self, now: float) -> None:
         self.store.worker_heartbeat(self.identity.id, now)
-        self._next_heartbeat = now + self.settings["heartbeat-seconds"]
+        self._last_heartbeat = now
 
     def _check_stop_flag(self, now: float) -> None:
         flag = self.store.stop_requested(self.identity.id)

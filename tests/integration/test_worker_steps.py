@@ -258,6 +258,23 @@ def test_an_idle_worker_writes_its_heartbeat_every_heartbeat_seconds_not_every_m
     assert worker.stops.level == WARM
 
 
+def test_a_wall_clock_stepped_back_does_not_stall_maintenance(store):
+    """Maintenance runs on the worker's clock, the wall clock. Stepped back ten minutes (NTP, a
+    restored VM), it used to skip maintenance, and with it the heartbeat, until the clock had
+    caught up: ten minutes in which the worker looked dead and recovered nobody's jobs."""
+    clock = Clock(T0)
+    worker = make_worker(store, clock)
+    store.register_worker(worker.identity, T0 - 10)
+    assert step(worker, clock, T0) is False
+    back = T0 - 600
+    assert step(worker, clock, back) is False
+    [row] = [w for w in store.live_workers(back - 60) if w["id"] == worker.identity.id]
+    assert row["heartbeat_at"] == back
+    assert step(worker, clock, back + 1) is False  # and then on its usual schedule again
+    [row] = [w for w in store.live_workers(back - 60) if w["id"] == worker.identity.id]
+    assert row["heartbeat_at"] == back
+
+
 def test_maintenance_recovers_the_job_of_a_dead_worker_on_this_host_and_kills_its_leftovers(
         store):
     """A worker on this host died (SIGKILL) mid-job: its job's processes still run. Another
