@@ -160,7 +160,8 @@ class Worker:
             self._say(f"could not give back job {job.id} ({exc}); it will be recovered")
 
     def maintain(self, now: float, force: bool = False) -> None:
-        """Heartbeat our row, reread settings, honour `worker stop`, recover lost jobs."""
+        """Every MAINTENANCE_SECONDS (heartbeat-seconds if shorter): reread settings, honour
+        `worker stop`, recover lost jobs; every heartbeat-seconds, also heartbeat our row."""
         every = min(MAINTENANCE_SECONDS, self.settings["heartbeat-seconds"])
         if not force and not _due(now, self._last_maintenance, every):
             return
