@@ -23,3 +23,22 @@ def wait_until(check: Callable[[], T], timeout: float, what: str = "condition",
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what} "
                                  f"(last value: {value!r})")
         time.sleep(interval)
+
+
+def asleep_for(pids: list[int], seconds: float) -> bool:
+    """Whether none of the processes wakes up for `seconds`: their voluntary context switches
+    (each a sleep that ended) stay as they were. An observation window, not a wait for an
+    event; use it as wait_until's check until the processes have settled."""
+    def wakeups() -> list[int]:
+        counts = []
+        for pid in pids:
+            with open(f"/proc/{pid}/status") as f:
+                counts += [int(line.split()[1]) for line in f
+                           if line.startswith("voluntary_ctxt_switches:")]
+        if len(counts) != len(pids):
+            raise AssertionError(f"no voluntary_ctxt_switches for some of {pids}")
+        return counts
+
+    before = wakeups()
+    time.sleep(seconds)
+    return wakeups() == before

@@ -16,6 +16,8 @@ from contextlib import contextmanager, nullcontext
 
 import pytest
 
+from conditions import asleep_for
+
 from .helpers import wait_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -97,21 +99,6 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def _wakeups(pids: list[int]) -> list[int]:
-    counts = []
-    for pid in pids:
-        with open(f"/proc/{pid}/status") as f:
-            counts += [int(line.split()[1]) for line in f
-                       if line.startswith("voluntary_ctxt_switches:")]
-    return counts
-
-
-def _asleep_for(pids: list[int], seconds: float) -> bool:
-    before = _wakeups(pids)
-    time.sleep(seconds)  # an observation window, not a wait for an event
-    return _wakeups(pids) == before
-
-
 def test_an_idle_worker_start_wakes_only_its_workers(qc):
     """Idle CPU (bench figure 5): the supervisor used to wake every second and each guardian
     five times a second, for nothing, and on a virtual machine a wake-up costs milliseconds of
@@ -126,7 +113,7 @@ def test_an_idle_worker_start_wakes_only_its_workers(qc):
         lambda: len(found := [g for w in worker_pids for g in _children(w)]) == 2 and found,
         15, "a guardian for each worker")
     sleepers = [workers.pid, *guardians]
-    wait_until(lambda: _asleep_for(sleepers, 1.0), 15,
+    wait_until(lambda: asleep_for(sleepers, 1.0), 15,
                "the supervisor and the guardians to sleep through a whole second")
     workers.signal(signal.SIGTERM)
     assert workers.wait(15) == 0, workers.log()

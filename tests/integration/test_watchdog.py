@@ -5,9 +5,8 @@ nothing is said on its pipe it does not wake up at all."""
 from __future__ import annotations
 
 import os
-import time
 
-from conditions import wait_until
+from conditions import asleep_for, wait_until
 from queuectl.processes import group_alive
 from queuectl.runner import RunningJob
 from queuectl.watchdog import Watchdog
@@ -41,22 +40,6 @@ def test_closing_between_jobs_ends_the_guardian_and_leaves_the_finished_job_alon
     assert not group_alive(job.pgid)
 
 
-def _wakeups(pid: int) -> int:
-    """How many times the process has gone to sleep and been woken (voluntary switches)."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("voluntary_ctxt_switches:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no voluntary_ctxt_switches in /proc/{pid}/status")
-
-
-def _quiet_for(pid: int, seconds: float) -> bool:
-    """Whether the process stays asleep for `seconds` (a polling guardian wakes every 0.2 s)."""
-    before = _wakeups(pid)
-    time.sleep(seconds)  # an observation window, not a wait for an event
-    return _wakeups(pid) == before
-
-
 def test_an_idle_guardian_sleeps_until_told_something_and_still_kills_the_job_at_once():
     """An idle worker's guardian used to wake five times a second to read an empty pipe (on a
     virtual machine a wake-up costs milliseconds of CPU). Now it blocks once a look finds
@@ -65,10 +48,10 @@ def test_an_idle_guardian_sleeps_until_told_something_and_still_kills_the_job_at
     watchdog = Watchdog()
     job = None
     try:
-        wait_until(lambda: _quiet_for(watchdog.pid, 0.5), 10.0, "the idle guardian to go quiet")
+        wait_until(lambda: asleep_for([watchdog.pid], 0.5), 10.0, "the idle guardian to go quiet")
         job = RunningJob("sleep 30")
         watchdog.job_started(job.pgid)
-        wait_until(lambda: _quiet_for(watchdog.pid, 0.5), 10.0,
+        wait_until(lambda: asleep_for([watchdog.pid], 0.5), 10.0,
                    "the guardian to go quiet again during a long job")
         watchdog.close()  # as when the worker dies with its job still running
         wait_until(lambda: job.poll() is not None, 2.0, "the guardian to kill the job")
