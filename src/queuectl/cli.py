@@ -156,8 +156,9 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     wsub.required = True
     p = _command(
         wsub, "start",
-        "run workers in the foreground until stopped (Ctrl-C: finish running jobs and stop; "
-        "twice: stop now, putting running jobs back)",
+        "run workers in the foreground until stopped (Ctrl-C, SIGTERM or the terminal's "
+        "hang-up: finish running jobs and stop; Ctrl-C twice: stop now, putting running jobs "
+        "back; under nohup a hang-up is ignored)",
         "queuectl worker start --count 4", parents=[db],
     )
     p.add_argument("--count", "-n", type=_positive_int, default=1, metavar="N",

@@ -9,6 +9,12 @@ First SIGINT/SIGTERM: warm stop (finish the running job, claim nothing new). Sec
 SIGUSR1 and SIGUSR2 are what the supervisor forwards: "at least warm" and "cold". They are
 idempotent, so a Ctrl-C that reaches both the supervisor and its workers (the terminal signals
 the whole foreground group) still counts once.
+
+SIGHUP, a terminal's hang-up (its window closed, an ssh connection dropped), is a warm stop
+however often it comes: nobody is left to ask for a cold one, and the shell passes its own
+SIGHUP on to the jobs it started, so one hang-up may arrive twice. Left to its default action it
+killed every worker mid-job: running jobs were charged a crash and run again. A process started
+with SIGHUP ignored (`nohup queuectl worker start`) keeps ignoring it, as asked.
 """
 
 from __future__ import annotations
@@ -18,12 +24,16 @@ import signal
 
 RUNNING, WARM, COLD = 0, 1, 2
 # What install() handles: blocked while a worker is forked, until its handlers are in place.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+# Read when this module is first imported, before any handler of ours: the supervisor's workers,
+# forked after it installed its own, inherit the answer rather than asking again.
+HANGUP_IGNORED_AT_START = signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
 
 
 class StopRequests:
     def __init__(self) -> None:
         self.level = RUNNING
+        self.hung_up = False  # the stop came from a hang-up, not from anyone asking
         self.wake_fd, self._write_fd = os.pipe()
         os.set_blocking(self.wake_fd, False)
         os.set_blocking(self._write_fd, False)
@@ -34,6 +44,8 @@ class StopRequests:
         signal.signal(signal.SIGTERM, self._counted)
         signal.signal(signal.SIGUSR1, self._warm)
         signal.signal(signal.SIGUSR2, self._cold)
+        if not HANGUP_IGNORED_AT_START:
+            signal.signal(signal.SIGHUP, self._hang_up)
         return self
 
     def _counted(self, signum, frame) -> None:
@@ -41,6 +53,10 @@ class StopRequests:
 
     def _warm(self, signum, frame) -> None:
         self.level = max(self.level, WARM)
+
+    def _hang_up(self, signum, frame) -> None:
+        self.hung_up = True
+        self._warm(signum, frame)
 
     def _cold(self, signum, frame) -> None:
         self.level = COLD

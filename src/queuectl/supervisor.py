@@ -119,10 +119,12 @@ class Supervisor:
                 # Say the signal was heard: a warm stop may wait long on a running job, and
                 # a second signal sent before the first was taken merges with it (POSIX
                 # does not queue them), so the user needs to know when to send it.
-                self._say("stopping now: killing the running jobs and putting them back"
-                          if forwarded == COLD else
-                          "stopping: running jobs finish first; Ctrl-C again (or another "
-                          "SIGTERM) to kill them and stop now")
+                if forwarded == COLD:
+                    self._say("stopping now: killing the running jobs and putting them back")
+                else:
+                    self._say(("the terminal hung up (SIGHUP); " if stops.hung_up else "")
+                              + "stopping: running jobs finish first; Ctrl-C again (or "
+                              "another SIGTERM) to kill them and stop now")
             self._reap(stopping=stops.level != RUNNING)
             if stops.level == RUNNING:
                 self._restart_due()

@@ -85,7 +85,9 @@ class Watchdog:
 
 def _guard(read_fd: int) -> None:
     os.setsid()
+    # A terminal's Ctrl-C or hang-up is not for the guardian: it must outlive its worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     for name in ("SIGUSR1", "SIGUSR2", "SIGCHLD"):
         signal.signal(getattr(signal, name), signal.SIG_DFL)

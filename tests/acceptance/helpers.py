@@ -223,12 +223,14 @@ class QueueCLI:
 
     # -- workers --------------------------------------------------------------------------
 
-    def start_workers(self, count: int = 1, *extra: str) -> Workers:
+    def start_workers(self, count: int = 1, *extra: str, **popen_kw: Any) -> Workers:
+        """`worker start` in a session of its own, logging to a file; `popen_kw` overrides
+        how (a terminal as its standard streams, say)."""
         log_path = self.tmp / f"workers-{len(self.started) + 1}.log"
         with open(log_path, "w") as log:
             popen = self.cli.popen("worker", "start", "--count", str(count), *extra,
-                                   stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                   start_new_session=True)
+                                   **{"stdin": subprocess.DEVNULL, "stdout": log,
+                                      "stderr": log, "start_new_session": True, **popen_kw})
         workers = Workers(popen, log_path)
         self.started.append(workers)
         return workers

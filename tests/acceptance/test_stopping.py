@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import signal
 import subprocess
+import termios
 
 import pytest
 
@@ -17,9 +20,15 @@ SENDERS = {
     "SIGTERM to the supervisor": lambda workers: workers.signal(signal.SIGTERM),
     "SIGINT to the process group": lambda workers: workers.signal_group(signal.SIGINT),
 }
+# A terminal's hang-up: the shell passes SIGHUP on to its jobs' process groups, and the kernel
+# sends it to the foreground group when the session's leader exits. Only ever a warm stop.
+WARM_SENDERS = {
+    **SENDERS,
+    "SIGHUP to the process group": lambda workers: workers.signal_group(signal.SIGHUP),
+}
 
 
-@pytest.mark.parametrize("send", SENDERS.values(), ids=SENDERS.keys())
+@pytest.mark.parametrize("send", WARM_SENDERS.values(), ids=WARM_SENDERS.keys())
 def test_one_signal_lets_the_running_job_finish_and_claims_nothing_more(qc, tmp_path, send):
     qc.fast()
     started, release, done = tmp_path / "started", tmp_path / "release", tmp_path / "done"
@@ -118,3 +127,79 @@ def test_worker_stop_stops_every_supervisor_after_its_running_jobs(qc, tmp_path)
     assert second.wait(10) == 0, second.log()
     later = qc.show("later")
     assert (later["state"], later["runs"]) == ("pending", 0)
+
+
+def _running_job(qc, tmp_path) -> tuple:
+    """A job that runs until released, and the files that say where it is."""
+    started, release, done = tmp_path / "started", tmp_path / "release", tmp_path / "done"
+    qc.enqueue({"id": "running", "command": f"touch {started}; "
+                f"while [ ! -e {release} ]; do sleep 0.05; done; echo ok > {done}"})
+    return started, release, done
+
+
+def _finished_once_uncharged(qc, done) -> None:
+    assert done.read_text() == "ok\n"
+    job = qc.show("running")
+    assert (job["state"], job["attempts"], job["runs"], job["crashes"]) == ("completed", 1, 1, 0)
+    assert qc.json("status")["workers"] == []
+
+
+def test_hang_ups_never_add_up_to_a_cold_stop(qc, tmp_path):
+    """A hang-up can arrive more than once (the kernel and the shell both send it); nobody
+    asked for the running job to be killed, so it still finishes."""
+    qc.fast()
+    started, release, done = _running_job(qc, tmp_path)
+    workers = qc.start_workers(2)
+    wait_until(started.exists, 15, "the job to start")
+    workers.signal_group(signal.SIGHUP)
+    wait_until(lambda: "hung up" in workers.log(), 5, "the hang-up to be heard")
+    workers.signal_group(signal.SIGHUP)
+    workers.signal(signal.SIGHUP)
+    assert workers.running()
+    release.touch()
+    assert workers.wait(15) == 0, workers.log()
+    _finished_once_uncharged(qc, done)
+
+
+def _take_as_controlling_terminal() -> None:
+    """In the child, after setsid: its standard input, a terminal, becomes its terminal."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def test_closing_the_terminal_lets_the_running_job_finish(qc, tmp_path):
+    """`worker start` on a real terminal that goes away (a window closed, ssh dropped): the
+    hang-up stops the workers warmly, and writing their log to a terminal that is gone does
+    not stop them either. Before, the hang-up's default action killed them mid-job."""
+    qc.fast()
+    started, release, done = _running_job(qc, tmp_path)
+    controller, terminal = os.openpty()
+    try:
+        workers = qc.start_workers(2, stdin=terminal, stdout=terminal, stderr=terminal,
+                                   preexec_fn=_take_as_controlling_terminal)
+    finally:
+        os.close(terminal)
+    wait_until(started.exists, 15, "the job to start")
+    os.close(controller)  # the hang-up: the kernel signals the terminal's session
+    release.touch()
+    # No --burst: the workers exit only because the hang-up stopped them.
+    assert workers.wait(15) == 0
+    _finished_once_uncharged(qc, done)
+
+
+def _ignore_hang_ups() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def test_under_nohup_a_hang_up_changes_nothing(qc, tmp_path):
+    """`nohup queuectl worker start`: hang-ups were asked to be ignored, so they are."""
+    qc.fast()
+    workers = qc.start_workers(1, preexec_fn=_ignore_hang_ups)
+    qc.enqueue({"id": "before", "command": "true"})
+    qc.wait_for_state("before", "completed", timeout=15)
+    workers.signal_group(signal.SIGHUP)
+    qc.enqueue({"id": "after", "command": "true"})
+    qc.wait_for_state("after", "completed", timeout=15)
+    assert workers.running()
+    assert "hung up" not in workers.log()
+    workers.signal(signal.SIGTERM)
+    assert workers.wait(15) == 0, workers.log()
