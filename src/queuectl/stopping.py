@@ -25,6 +25,7 @@ import signal
 RUNNING, WARM, COLD = 0, 1, 2
 # What install() handles: blocked while a worker is forked, until its handlers are in place.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # Read when this module is first imported, before any handler of ours: the supervisor's workers,
 # forked after it installed its own, inherit the answer rather than asking again.
 HANGUP_IGNORED_AT_START = signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
@@ -63,6 +64,31 @@ class StopRequests:
 
     def request(self, level: int) -> None:
         self.level = max(self.level, level)
+
+    def stop_with_parent(self, parent_pid: int) -> bool:
+        """Make the death of `parent_pid`, this process's parent (the supervisor), a warm stop.
+
+        A supervisor killed outright (SIGKILL, the OOM killer, a crash of its own) used to
+        leave its workers running as orphans: the shell got its prompt back while they went on
+        claiming jobs, with nobody to restart them, no Ctrl-C reaching them, and a second
+        `worker start` doubling their number. Linux's PR_SET_PDEATHSIG has the kernel send
+        SIGUSR1 ("at least warm", as the supervisor's own forward) the moment the parent dies,
+        with no polling. A parent gone before we asked is caught by comparing getppid. False
+        where prctl is missing (not Linux): there an orphan works on until stopped."""
+        try:
+            import ctypes
+
+            prctl = ctypes.CDLL(None, use_errno=True).prctl
+        except (ImportError, OSError, AttributeError):
+            return False
+        prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                          ctypes.c_ulong)
+        prctl.restype = ctypes.c_int
+        if prctl(PR_SET_PDEATHSIG, signal.SIGUSR1, 0, 0, 0) != 0:
+            return False
+        if os.getppid() != parent_pid:
+            self.request(WARM)
+        return True
 
     def drain(self) -> None:
         try:

@@ -2,7 +2,9 @@
 
 Each worker is its own process (not a thread): a job that kills its worker, or a crash in one,
 takes down one worker, which the supervisor restarts, while the others keep going. Children
-are forked before any database connection exists in them, and open their own.
+are forked before any database connection exists in them, and open their own. A worker
+whose supervisor dies stops warmly (`StopRequests.stop_with_parent`): it does not live on as
+an orphan nobody restarts or stops.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ IDLE_WAKE_SECONDS = 10.0
 
 def _child_main(db: str, burst: bool, queues: list[str] | None, verbose: bool,
                 inherited: StopRequests | None = None,
-                signal_mask: set | None = None) -> int:
+                signal_mask: set | None = None, supervisor_pid: int | None = None) -> int:
     # Imported here so the supervisor itself stays small; the child pays the import once.
     from queuectl.errors import QueueError
     from queuectl.heap import keep_freed_memory
@@ -44,6 +46,8 @@ def _child_main(db: str, burst: bool, queues: list[str] | None, verbose: bool,
     # as soon as we unblock it; the supervisor would otherwise wait for this worker forever.
     if inherited is not None:
         stops.request(inherited.level)
+    if supervisor_pid is not None:  # its death arrives as SIGUSR1, so before the unblocking
+        stops.stop_with_parent(supervisor_pid)
     if signal_mask is not None:
         signal.pthread_sigmask(signal.SIG_SETMASK, signal_mask)
     try:
@@ -142,6 +146,7 @@ class Supervisor:
         # forwarded a stop, which its worker then never saw, and `worker start` never exited.
         # Blocked, the signal waits in the kernel instead.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        supervisor_pid = os.getpid()
         try:
             pid = os.fork()
         except BaseException:  # no child (out of processes): Ctrl-C must still reach us
@@ -151,7 +156,7 @@ class Supervisor:
             code = 1
             try:
                 code = _child_main(self.db, self.burst, self.queues, self.verbose, self.stops,
-                                   mask)
+                                   mask, supervisor_pid)
             except BaseException as exc:  # noqa: BLE001 - a child must never return into our loop
                 log("worker", f"crashed: {exc!r}")
             finally:

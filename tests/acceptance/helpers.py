@@ -57,6 +57,26 @@ def processes_with(marker: str) -> list[tuple[int, str]]:
     return found
 
 
+def children_of(pid: int) -> list[int]:
+    """The pids of a process's children (the same /proc file as chaos/common.py reads)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def is_running(pid: int) -> bool:
+    """Whether `pid` is a live process: not gone, and not a zombie waiting for whoever adopted
+    it (in a container that may be nobody)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
 def wait_until_gone(marker: str, timeout: float, what: str) -> None:
     """Wait until no live process has `marker` in its command line."""
     left: list[tuple[int, str]] = []
@@ -122,6 +142,11 @@ class Workers:
         except subprocess.TimeoutExpired:
             raise AssertionError(f"worker start (pid {self.pid}) still running after "
                                  f"{timeout:g}s; its log:\n{self.log()}") from None
+
+    def kill_supervisor(self) -> None:
+        """SIGKILL the supervisor alone, as the OOM killer or `kill -9 PID` would."""
+        self.popen.kill()
+        self.popen.wait()
 
     def kill(self) -> None:
         """SIGKILL the supervisor and its workers (the guardians and jobs live in sessions of

@@ -10,7 +10,7 @@ import termios
 
 import pytest
 
-from .helpers import processes_with, wait_until, wait_until_gone
+from .helpers import children_of, is_running, processes_with, wait_until, wait_until_gone
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -203,3 +203,22 @@ def test_under_nohup_a_hang_up_changes_nothing(qc, tmp_path):
     assert "hung up" not in workers.log()
     workers.signal(signal.SIGTERM)
     assert workers.wait(15) == 0, workers.log()
+
+
+def test_a_supervisor_killed_outright_takes_its_workers_with_it_warmly(qc, tmp_path):
+    """SIGKILL of `worker start` alone (the OOM killer, `kill -9`, a crash of its own) used to
+    leave its workers running as orphans: the prompt came back while they kept claiming jobs,
+    nobody restarted them, and Ctrl-C no longer reached them. Now each stops warmly: the idle
+    one at once, the busy one once its job is done (not killed, not charged)."""
+    qc.fast()
+    started, release, done = _running_job(qc, tmp_path)
+    workers = qc.start_workers(2)
+    wait_until(started.exists, 15, "the job to start")
+    pids = wait_until(lambda: len(c := children_of(workers.pid)) == 2 and c, 15, "both workers")
+    workers.kill_supervisor()
+    qc.enqueue({"id": "waiting", "command": "true"})
+    wait_until(lambda: sum(map(is_running, pids)) == 1, 15, "the idle worker to exit")
+    release.touch()
+    wait_until(lambda: not any(map(is_running, pids)), 15, "the busy worker to exit")
+    _finished_once_uncharged(qc, done)
+    assert qc.show("waiting")["runs"] == 0

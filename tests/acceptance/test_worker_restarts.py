@@ -18,7 +18,7 @@ import pytest
 
 from conditions import asleep_for
 
-from .helpers import wait_until
+from .helpers import children_of, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -30,7 +30,7 @@ def test_a_worker_killed_again_and_again_is_restarted_promptly_each_time(qc):
     workers = qc.start_workers(1)
 
     def worker_pid() -> int | None:
-        pids = _children(workers.pid)
+        pids = children_of(workers.pid)
         return pids[0] if pids else None
 
     pid = wait_until(worker_pid, 15, "the worker process")
@@ -90,15 +90,6 @@ def _stop_each_worker_as_soon_as_it_is_forked(qc, attempts: int) -> None:
         assert workers.wait(15) == 0, f"attempt {attempt + 1}:\n{workers.log()}"
 
 
-def _children(pid: int) -> list[int]:
-    """The pids of a process's children (the same /proc file as chaos/common.py reads)."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
-
-
 def test_an_idle_worker_start_wakes_only_its_workers(qc):
     """Idle CPU (bench figure 5): the supervisor used to wake every second and each guardian
     five times a second, for nothing, and on a virtual machine a wake-up costs milliseconds of
@@ -107,10 +98,10 @@ def test_an_idle_worker_start_wakes_only_its_workers(qc):
     supervisor still wakes for a dead worker is the restart test above."""
     qc.fast()
     workers = qc.start_workers(2)
-    worker_pids = wait_until(lambda: len(pids := _children(workers.pid)) == 2 and pids, 15,
+    worker_pids = wait_until(lambda: len(pids := children_of(workers.pid)) == 2 and pids, 15,
                              "two worker processes")
     guardians = wait_until(
-        lambda: len(found := [g for w in worker_pids for g in _children(w)]) == 2 and found,
+        lambda: len(found := [g for w in worker_pids for g in children_of(w)]) == 2 and found,
         15, "a guardian for each worker")
     sleepers = [workers.pid, *guardians]
     wait_until(lambda: asleep_for(sleepers, 1.0), 15,
