@@ -6,9 +6,14 @@ to signal.set_wakeup_fd wakes the loop's select() at once, so reacting costs no 
 
 First SIGINT/SIGTERM: warm stop (finish the running job, claim nothing new). Second: cold stop
 (kill the running job's process group and put the job back without charging an attempt).
-SIGUSR1 and SIGUSR2 are what the supervisor forwards: "at least warm" and "cold". They are
-idempotent, so a Ctrl-C that reaches both the supervisor and its workers (the terminal signals
-the whole foreground group) still counts once.
+Only the supervisor counts them. SIGUSR1 and SIGUSR2 are what it forwards: "at least warm" and
+"cold", idempotent both. A worker takes SIGINT and SIGTERM as "at least warm" too
+(`counting=False`), because one signal often reaches it twice: directly and forwarded. A
+terminal's Ctrl-C signals the whole foreground group, and `pkill`, `kill -TERM -PGID` or
+systemd's default stop signal every process. A worker that counted both saw two signals
+whenever the forward came first, and Python runs pending handlers in signal-number order, so
+SIGUSR1 (10) always ran before a SIGTERM (15) that was pending with it: a single SIGTERM to
+the group killed running jobs as a cold stop.
 
 SIGHUP, a terminal's hang-up (its window closed, an ssh connection dropped), is a warm stop
 however often it comes: nobody is left to ask for a cold one, and the shell passes its own
@@ -39,10 +44,13 @@ class StopRequests:
         os.set_blocking(self.wake_fd, False)
         os.set_blocking(self._write_fd, False)
 
-    def install(self) -> StopRequests:
+    def install(self, counting: bool = True) -> StopRequests:
+        """Handle the stop signals from now on. `counting`: a second SIGINT or SIGTERM makes a
+        cold stop (the supervisor); without, each is "at least warm" (its workers)."""
         signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
-        signal.signal(signal.SIGINT, self._counted)
-        signal.signal(signal.SIGTERM, self._counted)
+        asked = self._counted if counting else self._warm
+        signal.signal(signal.SIGINT, asked)
+        signal.signal(signal.SIGTERM, asked)
         signal.signal(signal.SIGUSR1, self._warm)
         signal.signal(signal.SIGUSR2, self._cold)
         if not HANGUP_IGNORED_AT_START:

@@ -40,7 +40,9 @@ def _child_main(db: str, burst: bool, queues: list[str] | None, verbose: bool,
     keep_freed_memory()  # no heap shrink and regrowth, with its page faults, on every job
     close_inherited_fds()  # jobs must not get the descriptors the worker was started with
     watchdog = Watchdog()  # forked before any connection or job exists
-    stops = StopRequests().install()
+    # Not counting: a signal that reaches the whole group comes to a worker twice, directly
+    # and forwarded; the supervisor counts (see stopping.py).
+    stops = StopRequests().install(counting=False)
     # A stop the supervisor had heard before the fork is in its StopRequests, copied with the
     # fork. One sent since waits, blocked (Supervisor._spawn), and arrives at our own handlers
     # as soon as we unblock it; the supervisor would otherwise wait for this worker forever.

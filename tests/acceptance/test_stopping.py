@@ -25,6 +25,8 @@ SENDERS = {
 WARM_SENDERS = {
     **SENDERS,
     "SIGHUP to the process group": lambda workers: workers.signal_group(signal.SIGHUP),
+    # What `pkill`, `kill -TERM -PGID` and systemd's default stop send.
+    "SIGTERM to the process group": lambda workers: workers.signal_group(signal.SIGTERM),
 }
 
 
@@ -222,3 +224,22 @@ def test_a_supervisor_killed_outright_takes_its_workers_with_it_warmly(qc, tmp_p
     wait_until(lambda: not any(map(is_running, pids)), 15, "the busy worker to exit")
     _finished_once_uncharged(qc, done)
     assert qc.show("waiting")["runs"] == 0
+
+
+def test_one_sigterm_that_reaches_a_worker_after_its_forward_is_still_warm(qc, tmp_path):
+    """SIGTERM to every process at once (`pkill`, `kill -TERM -PGID`, systemd) reaches a worker
+    twice: directly, and forwarded by the supervisor. When the forward came first, the worker
+    counted the direct one as a second signal and killed its running job (a cold stop; Python
+    runs SIGUSR1's handler before SIGTERM's when both are pending). Here the order is forced."""
+    qc.fast()
+    started, release, done = _running_job(qc, tmp_path)
+    workers = qc.start_workers(1)
+    wait_until(started.exists, 15, "the job to start")
+    (worker,) = children_of(workers.pid)
+    workers.signal(signal.SIGTERM)
+    wait_until(lambda: "stopping" in workers.log(), 5, "the supervisor to forward the stop")
+    os.kill(worker, signal.SIGTERM)
+    os.kill(worker, signal.SIGINT)
+    release.touch()
+    assert workers.wait(15) == 0, workers.log()
+    _finished_once_uncharged(qc, done)
