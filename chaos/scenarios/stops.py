@@ -1,5 +1,6 @@
-"""Scenario 5, stops. Warm (one SIGTERM to the supervisor, or one SIGINT to the whole group as a
-terminal's Ctrl-C sends it): the running jobs finish, nothing new starts after the signal,
+"""Scenario 5, stops. Warm (one SIGTERM to the supervisor, one SIGINT to the whole group as a
+terminal's Ctrl-C sends it, or one SIGTERM to the whole group as `pkill` and systemd send it):
+the running jobs finish, nothing new starts after the signal,
 exit 0. Cold (a second signal): the running jobs' process groups are killed and the jobs put
 back without charging an attempt (outcome `released`), exit 1. Either way no process is left."""
 
@@ -23,6 +24,7 @@ STOP_BOUND = 10.0  # from the last signal to the supervisor's exit (a warm stop 
 SENDERS = {
     "SIGTERM": lambda w: w.signal(signal.SIGTERM),
     "SIGINT to the group": lambda w: w.signal_group(signal.SIGINT),
+    "SIGTERM to the group": lambda w: w.signal_group(signal.SIGTERM),
 }
 
 
@@ -36,7 +38,7 @@ def run(backend: str, quick: bool, pg_admin: str) -> Row:
         q.fast()
         for i in range(2 * rounds):
             cold = i % 2 == 1
-            send = list(SENDERS.values())[(i // 2) % 2]
+            send = list(SENDERS.values())[(i // 2) % len(SENDERS)]
             if q.counts().get("pending", 0) < WORKERS + 2:
                 ids += q.enqueue([{"command": s.side.command(JOB)} for _ in range(4)])
             began = time.time()
