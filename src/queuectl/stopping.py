@@ -28,6 +28,7 @@ import os
 import signal
 
 RUNNING, WARM, COLD = 0, 1, 2
+_COUNTED = -1  # a SIGINT or SIGTERM that counts: one is a warm stop, two a cold one
 # What install() handles: blocked while a worker is forked, until its handlers are in place.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -37,12 +38,30 @@ HANGUP_IGNORED_AT_START = signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
 
 
 class StopRequests:
+    """What was asked so far, as `level`. The handlers only ever append to a list: Python may
+    run one handler in the middle of another (a signal that arrives while a handler runs is
+    handled at the next instruction), and a handler that read the level, then wrote it back,
+    could undo what the other wrote meanwhile. It did: a worker whose "at least warm" handler
+    for a group's second Ctrl-C was interrupted by the supervisor's "cold" wrote back warm, and
+    its job ran on through a cold stop (chaos scenario 5, about one run in two)."""
+
     def __init__(self) -> None:
-        self.level = RUNNING
+        self._heard: list[int] = []  # appended by handlers only: WARM, COLD or _COUNTED
+        self._requested = RUNNING  # by the program itself (request), never by a handler
         self.hung_up = False  # the stop came from a hang-up, not from anyone asking
         self.wake_fd, self._write_fd = os.pipe()
         os.set_blocking(self.wake_fd, False)
         os.set_blocking(self._write_fd, False)
+
+    @property
+    def level(self) -> int:
+        heard = self._heard
+        if not heard:
+            return self._requested
+        counted = heard.count(_COUNTED)
+        if counted and WARM in heard:  # a stop already asked for (a hang-up): this is the second
+            counted += 1
+        return max(self._requested, min(counted, COLD), *heard)
 
     def install(self, counting: bool = True) -> StopRequests:
         """Handle the stop signals from now on. `counting`: a second SIGINT or SIGTERM makes a
@@ -58,20 +77,20 @@ class StopRequests:
         return self
 
     def _counted(self, signum, frame) -> None:
-        self.level = min(self.level + 1, COLD)
+        self._heard.append(_COUNTED)
 
     def _warm(self, signum, frame) -> None:
-        self.level = max(self.level, WARM)
+        self._heard.append(WARM)
 
     def _hang_up(self, signum, frame) -> None:
         self.hung_up = True
-        self._warm(signum, frame)
+        self._heard.append(WARM)
 
     def _cold(self, signum, frame) -> None:
-        self.level = COLD
+        self._heard.append(COLD)
 
     def request(self, level: int) -> None:
-        self.level = max(self.level, level)
+        self._requested = max(self._requested, level)
 
     def stop_with_parent(self, parent_pid: int) -> bool:
         """Make the death of `parent_pid`, this process's parent (the supervisor), a warm stop.
