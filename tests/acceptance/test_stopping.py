@@ -132,9 +132,10 @@ def test_worker_stop_stops_every_supervisor_after_its_running_jobs(qc, tmp_path)
 
 
 def _running_job(qc, tmp_path) -> tuple:
-    """A job that runs until released, and the files that say where it is."""
+    """A job that runs until released, and the files that say where it is. Its marker gets it
+    killed when the test ends, should a failure leave it waiting for a release."""
     started, release, done = tmp_path / "started", tmp_path / "release", tmp_path / "done"
-    qc.enqueue({"id": "running", "command": f"touch {started}; "
+    qc.enqueue({"id": "running", "command": f": {qc.marker()}; touch {started}; "
                 f"while [ ! -e {release} ]; do sleep 0.05; done; echo ok > {done}"})
     return started, release, done
 
