@@ -88,6 +88,7 @@ class Worker:
         # already ours, so the next run_once runs it instead of claiming.
         self._next: Job | None = None
         self.jobs_done = 0
+        self._marked_stopping = False  # our row says "stopping" (see _mark_stopping)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -211,6 +212,13 @@ class Worker:
             self._say(f"killing leftover processes of job {job.id} (group {pgid})")
             kill_group(pgid, grace=1.0)
 
+    def _mark_stopping(self) -> None:
+        """Show a stop that came by signal (Ctrl-C, SIGTERM, a hang-up) in `status` and the
+        dashboard, as `worker stop` does: a warm stop may wait long on the running job, and
+        whoever watches from elsewhere should see why this worker takes no more."""
+        self._marked_stopping = True
+        self._guarded(lambda: self.store.mark_stopping(self.identity.id))
+
     def _heartbeat(self, now: float) -> None:
         self.store.worker_heartbeat(self.identity.id, now)
         self._last_heartbeat = now
@@ -293,6 +301,8 @@ class Worker:
             self.stops.drain()
             if running.poll() is not None:
                 break
+            if self.stops.level != RUNNING and not self._marked_stopping:
+                self._mark_stopping()
             now_mono = time.monotonic()
             if self.stops.level == COLD:
                 running.kill()

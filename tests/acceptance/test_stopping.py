@@ -42,6 +42,9 @@ def test_one_signal_lets_the_running_job_finish_and_claims_nothing_more(qc, tmp_
 
     send(workers)
     wait_until(lambda: "stopping" in workers.log(), 5, "the signal to be acknowledged")
+    # Whoever watches from elsewhere sees why the worker takes nothing more.
+    wait_until(lambda: [w["stopping"] for w in qc.json("status")["workers"]] == [True], 5,
+               "status to show the worker stopping")
     assert workers.running()
     release.touch()
     assert workers.wait(15) == 0, workers.log()

@@ -728,6 +728,10 @@ UPDATE workers SET heartbeat_at = %(now)s WHERE id = %(id)s
 -- name: worker_stop_requested
 SELECT stop_requested FROM workers WHERE id = %(id)s
 
+-- name: mark_worker_stopping
+-- A worker stopping by a signal says so, as `worker stop` does for it (status: "stopping").
+UPDATE workers SET stop_requested = 1 WHERE id = %(id)s
+
 -- name: unregister_worker
 DELETE FROM workers WHERE id = %(id)s
 

@@ -598,6 +598,10 @@ UPDATE workers SET heartbeat_at = :now WHERE id = :id
 -- name: worker_stop_requested
 SELECT stop_requested FROM workers WHERE id = :id
 
+-- name: mark_worker_stopping
+-- A worker stopping by a signal says so, as `worker stop` does for it (status: "stopping").
+UPDATE workers SET stop_requested = 1 WHERE id = :id
+
 -- name: unregister_worker
 DELETE FROM workers WHERE id = :id
 

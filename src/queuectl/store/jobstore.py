@@ -749,6 +749,10 @@ class JobStore:
         row = self.db.fetch_one("worker_stop_requested", {"id": worker_id})
         return None if row is None else bool(row["stop_requested"])
 
+    def mark_stopping(self, worker_id: str) -> None:
+        with self.db.transaction():
+            self.db.execute("mark_worker_stopping", {"id": worker_id})
+
     def unregister_worker(self, worker_id: str) -> None:
         with self.db.transaction():
             self.db.execute("unregister_worker", {"id": worker_id})
