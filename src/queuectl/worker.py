@@ -227,7 +227,7 @@ class Worker:
         flag = self.store.stop_requested(self.identity.id)
         if flag is None:  # forgotten as dead while we were frozen: we are alive, say so
             self.store.register_worker(self.identity, now)
-        elif flag:
+        elif flag and self.stops.level == RUNNING:  # said once: the flag stays set till we exit
             self._say("stop requested by 'queuectl worker stop'")
             self.stops.request(WARM)
 

@@ -247,3 +247,28 @@ def test_one_sigterm_that_reaches_a_worker_after_its_forward_is_still_warm(qc, t
     release.touch()
     assert workers.wait(15) == 0, workers.log()
     _finished_once_uncharged(qc, done)
+
+
+@pytest.mark.parametrize("how", ["worker stop", "SIGTERM"])
+def test_a_stop_is_said_once_however_long_the_running_job_takes(qc, tmp_path, how):
+    """The stop flag stays set until the worker leaves, and a busy worker reads it at every
+    maintenance: it said "stop requested by 'queuectl worker stop'" again each time, and once
+    a stop by signal set the flag too, after every SIGTERM as well."""
+    qc.fast()
+    started, release, done = _running_job(qc, tmp_path)
+    workers = qc.start_workers(1)
+    wait_until(started.exists, 15, "the job to start")
+    if how == "SIGTERM":
+        workers.signal(signal.SIGTERM)
+    else:
+        assert qc.run("worker", "stop", "--timeout", "0.1").returncode == 1  # still finishing
+    wait_until(lambda: [w["stopping"] for w in qc.json("status")["workers"]] == [True], 5,
+               "status to show the worker stopping")
+    beats: set[str] = set()
+    wait_until(lambda: beats.add(qc.json("status")["workers"][0]["last_heartbeat"])
+               or len(beats) >= 3, 15, "maintenance to run a few times meanwhile")
+    release.touch()
+    assert workers.wait(15) == 0, workers.log()
+    said = workers.log().count("stop requested by 'queuectl worker stop'")
+    assert said == (1 if how == "worker stop" else 0), workers.log()
+    _finished_once_uncharged(qc, done)
