@@ -301,7 +301,8 @@ class Worker:
             self.stops.drain()
             if running.poll() is not None:
                 break
-            if self.stops.level != RUNNING and not self._marked_stopping:
+            # Warm only: a cold stop kills the job at once and must not wait on a write first.
+            if self.stops.level == WARM and not self._marked_stopping:
                 self._mark_stopping()
             now_mono = time.monotonic()
             if self.stops.level == COLD:
