@@ -158,7 +158,8 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
         wsub, "start",
         "run workers in the foreground until stopped (Ctrl-C, SIGTERM or the terminal's "
         "hang-up: finish running jobs and stop; Ctrl-C twice: stop now, putting running jobs "
-        "back; under nohup a hang-up is ignored)",
+        "back; under nohup a hang-up is ignored). Ctrl-Z pauses: running jobs go on, no new "
+        "one starts until fg or bg",
         "queuectl worker start --count 4", parents=[db],
     )
     p.add_argument("--count", "-n", type=_positive_int, default=1, metavar="N",

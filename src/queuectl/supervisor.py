@@ -4,7 +4,8 @@ Each worker is its own process (not a thread): a job that kills its worker, or a
 takes down one worker, which the supervisor restarts, while the others keep going. Children
 are forked before any database connection exists in them, and open their own. A worker
 whose supervisor dies stops warmly (`StopRequests.stop_with_parent`): it does not live on as
-an orphan nobody restarts or stops.
+an orphan nobody restarts or stops. Ctrl-Z stops the supervisor alone and pauses the workers
+(pausing.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 import time
 
 from queuectl.log import log
+from queuectl.pausing import PauseSwitch, could_be_continued
 from queuectl.stopping import COLD, RUNNING, STOP_SIGNALS, StopRequests
 from queuectl.store import mask_password
 
@@ -26,17 +28,25 @@ IDLE_WAKE_SECONDS = 10.0
 
 def _child_main(db: str, burst: bool, queues: list[str] | None, verbose: bool,
                 inherited: StopRequests | None = None,
-                signal_mask: set | None = None, supervisor_pid: int | None = None) -> int:
+                signal_mask: set | None = None, supervisor_pid: int | None = None,
+                pause: PauseSwitch | None = None) -> int:
     # Imported here so the supervisor itself stays small; the child pays the import once.
     from queuectl.errors import QueueError
     from queuectl.heap import keep_freed_memory
-    from queuectl.runner import close_inherited_fds
+    from queuectl.runner import close_inherited_fds, defaulted_signals
     from queuectl.store import open_store
     from queuectl.watchdog import Watchdog
     from queuectl.worker import Worker, new_identity
 
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    # Ctrl-Z is the supervisor's to act on (pausing.py): a worker that stopped would keep no
+    # lease. Which signals jobs start with at their default action is worked out first, from
+    # what this process inherited, so that jobs do not inherit these ignores.
+    defaulted_signals()
+    for terminal_stop in (signal.SIGTSTP, signal.SIGTTOU, signal.SIGTTIN):
+        signal.signal(terminal_stop, signal.SIG_IGN)
+    signal.signal(signal.SIGCONT, _wake)  # the supervisor's "resumed": wakes an idle wait
     keep_freed_memory()  # no heap shrink and regrowth, with its page faults, on every job
     close_inherited_fds()  # jobs must not get the descriptors the worker was started with
     watchdog = Watchdog()  # forked before any connection or job exists
@@ -60,9 +70,14 @@ def _child_main(db: str, burst: bool, queues: list[str] | None, verbose: bool,
         return 1
     try:
         return Worker(store, new_identity(queues), stops=stops, watchdog=watchdog,
-                      verbose=verbose).run(burst=burst)
+                      pause=pause, verbose=verbose).run(burst=burst)
     finally:
         store.close()
+
+
+def _wake(signum, frame) -> None:
+    """A handler that does nothing: having one makes the signal wake the worker's select()
+    through the wake-up descriptor (see stopping.py)."""
 
 
 def _load_worker_modules() -> None:
@@ -97,16 +112,22 @@ class Supervisor:
         self.restart_at: dict[int, float] = {}  # slot -> monotonic time
         self.failed = False
         self.stops: StopRequests | None = None  # set by run()
+        self.pause = PauseSwitch()
+        self._terminal_stops: list[int] = []  # appended by the SIGTSTP handler only
 
     def run(self) -> int:
         _load_worker_modules()
         stops = self.stops = StopRequests().install()
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # just wake the select
+        # Ctrl-Z pauses (pausing.py), unless whoever started us asked for it to be ignored.
+        if signal.getsignal(signal.SIGTSTP) != signal.SIG_IGN:
+            signal.signal(signal.SIGTSTP, self._heard_terminal_stop)
+        terminal_stops_handled = 0
         forwarded = RUNNING
         for slot in range(self.count):
             self._spawn(slot)
         self._say(f"started {self.count} worker process(es) on {mask_password(self.db)}; "
-                  "Ctrl-C once to stop after the running jobs, twice to stop now")
+                  "Ctrl-C once to stop after the running jobs, twice to stop now; Ctrl-Z to pause")
         while self.children or (self.restart_at and stops.level == RUNNING):
             # Every event that needs the supervisor wakes it through the wake fd (a stop
             # signal, SIGCHLD); the timeout is only for restarts that come due, and a net.
@@ -118,6 +139,11 @@ class Supervisor:
             except InterruptedError:
                 pass
             stops.drain()
+            if len(self._terminal_stops) > terminal_stops_handled:
+                self._pause_until_continued()
+                # One pause per Ctrl-Z: a second one typed before the stop took effect is not
+                # a reason to stop again at once after `fg`.
+                terminal_stops_handled = len(self._terminal_stops)
             if stops.level > forwarded:
                 forwarded = stops.level
                 self._forward(signal.SIGUSR2 if forwarded == COLD else signal.SIGUSR1)
@@ -139,6 +165,29 @@ class Supervisor:
             return 1
         return 1 if self.failed else 0
 
+    def _heard_terminal_stop(self, signum, frame) -> None:
+        self._terminal_stops.append(signum)
+
+    def _pause_until_continued(self) -> None:
+        """Ctrl-Z (or SIGTSTP): pause the workers, stop this process as the signal's default
+        action would, and resume them once continued (`fg`, `bg`, SIGCONT). See pausing.py."""
+        if not could_be_continued():
+            self._say("SIGTSTP ignored: no shell could continue this process group (it runs "
+                      "in a session of its own); 'queuectl worker stop' or SIGTERM stops it")
+            return
+        self.pause.set(True)
+        self._say("paused: running jobs go on and are recorded, no new job starts; "
+                  "'fg' or 'bg' resumes")
+        sys.stderr.flush()
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        try:
+            os.kill(os.getpid(), signal.SIGTSTP)  # returns once continued
+        finally:
+            signal.signal(signal.SIGTSTP, self._heard_terminal_stop)
+            self.pause.set(False)
+        self._forward(signal.SIGCONT)  # wake the idle workers: jobs may have come meanwhile
+        self._say("resumed")
+
     def _spawn(self, slot: int) -> None:
         sys.stderr.flush()
         # The stop signals are blocked across the fork, and the child unblocks them once its
@@ -158,7 +207,7 @@ class Supervisor:
             code = 1
             try:
                 code = _child_main(self.db, self.burst, self.queues, self.verbose, self.stops,
-                                   mask, supervisor_pid)
+                                   mask, supervisor_pid, self.pause)
             except BaseException as exc:  # noqa: BLE001 - a child must never return into our loop
                 log("worker", f"crashed: {exc!r}")
             finally:

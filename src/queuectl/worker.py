@@ -16,6 +16,7 @@ from collections.abc import Callable
 from queuectl.errors import QueueError
 from queuectl.log import log
 from queuectl.models import Job
+from queuectl.pausing import PauseSwitch
 from queuectl.processes import (
     groups_of_run,
     is_same_group,
@@ -69,6 +70,7 @@ class Worker:
         *,
         stops: StopRequests | None = None,
         watchdog: Watchdog | None = None,
+        pause: PauseSwitch | None = None,
         clock: Callable[[], float] = time.time,
         verbose: bool = True,
     ):
@@ -76,6 +78,7 @@ class Worker:
         self.identity = identity
         self.stops = stops or StopRequests()
         self.watchdog = watchdog
+        self.pause = pause  # set by the supervisor on Ctrl-Z: take no job (pausing.py)
         self.clock = clock
         self.verbose = verbose
         self.settings = store.settings()
@@ -99,12 +102,17 @@ class Worker:
         try:
             while self.stops.level == RUNNING:
                 try:
+                    if self._paused():
+                        self._wait_while_paused()
+                        continue
                     worked = self.run_once(self.clock())
                 except QueueError as exc:
                     self._say(f"database error, retrying in 1s: {exc}")
                     self._sleep(1.0)
                     continue
                 if not worked:
+                    if self._paused():  # paused while it looked: not a sign the queue is dry
+                        continue
                     if burst:
                         break
                     self._idle_wait()
@@ -130,7 +138,7 @@ class Worker:
             # read; a chained claim reads it inside its transaction instead).
             if self.stops.level == RUNNING:
                 self._check_stop_flag(now)
-            if self.stops.level != RUNNING:
+            if self.stops.level != RUNNING or self._paused():
                 return False
             # Note the database's version before looking: a job enqueued after this point
             # wakes the idle wait at once instead of waiting out poll-seconds. Read the clock
@@ -141,13 +149,25 @@ class Worker:
             job = self.store.claim(self.identity, self.clock(), self.settings["lease-seconds"])
             if job is None:
                 return False
-        elif self.stops.level != RUNNING:  # a stop came between the chained claim and now
+        elif self.stops.level != RUNNING or self._paused():  # came after the chained claim
             self._next = job
             self._give_back_next()
             return False
         self.execute(job)
         self.jobs_done += 1
         return True
+
+    def _paused(self) -> bool:
+        pause = self.pause
+        return pause is not None and pause.paused
+
+    def _wait_while_paused(self) -> None:
+        """Take no job until resumed, and meanwhile stay what an idle worker is: its row
+        heartbeated, `worker stop` and others' lost jobs seen to. The supervisor's SIGCONT on
+        resuming, or any stop signal, ends the sleep early."""
+        while self.stops.level == RUNNING and self._paused():
+            self.maintain(self.clock())
+            self._sleep(min(MAINTENANCE_SECONDS, self.settings["heartbeat-seconds"]))
 
     def _give_back_next(self) -> None:
         """Unclaim a chained job that will not run here (the worker stops). If the database is
@@ -390,7 +410,7 @@ class Worker:
     def _record(self, job: Job, record: Callable[[], object]) -> object:
         """Record a run's result as _durably does and, when the worker goes on working, claim
         its next job in the same transaction (kept in self._next for run_once)."""
-        if self.stops.level != RUNNING:
+        if self.stops.level != RUNNING or self._paused():
             return self._durably(job, record)
         # No changed() before this claim (run_once notes the version before its own): when
         # this one finds nothing, run_once notes the version and claims once more before the

@@ -66,15 +66,19 @@ def children_of(pid: int) -> list[int]:
         return []
 
 
+def process_state(pid: int) -> str | None:
+    """The kernel's one-letter state of `pid` (R, S, T for stopped, Z...), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 def is_running(pid: int) -> bool:
     """Whether `pid` is a live process: not gone, and not a zombie waiting for whoever adopted
     it (in a container that may be nobody)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
+    return process_state(pid) not in (None, "Z", "X")
 
 
 def wait_until_gone(marker: str, timeout: float, what: str) -> None:
@@ -161,7 +165,7 @@ class Workers:
         """Stop it if a test left it running: politely first, then by force."""
         if not self.running():
             return
-        for signum in (signal.SIGTERM, signal.SIGTERM):
+        for signum in (signal.SIGTERM, signal.SIGTERM, signal.SIGCONT):  # CONT: if paused
             try:
                 self.signal(signum)
             except ProcessLookupError:

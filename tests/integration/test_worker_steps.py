@@ -15,8 +15,9 @@ import pytest
 
 from conditions import wait_until
 from queuectl.models import parse_job_spec
+from queuectl.pausing import PauseSwitch
 from queuectl.processes import start_stamp
-from queuectl.stopping import COLD, WARM
+from queuectl.stopping import COLD, RUNNING, WARM
 from queuectl.store import WorkerIdentity, open_store
 from queuectl.worker import Worker, new_identity
 
@@ -331,6 +332,46 @@ def test_the_next_job_is_claimed_with_the_result_and_given_back_on_a_warm_stop(s
     back = store.get(second)
     assert (back.state, back.runs, back.worker_id) == ("pending", 0, None)
     assert store.attempts(second) == []
+
+
+def pausable_worker(store) -> tuple[Clock, PauseSwitch, Worker]:
+    clock, pause = Clock(T0), PauseSwitch()
+    worker = Worker(store, new_identity(), clock=clock, pause=pause, verbose=False)
+    store.register_worker(worker.identity, T0)
+    return clock, pause, worker
+
+
+def test_a_paused_worker_claims_nothing_gives_back_its_chained_job_and_resumes(store):
+    """Ctrl-Z (pausing.py): the job claimed with the last result does not start either; it
+    goes back as if never claimed, and is taken once the pause is over."""
+    first, second, third = (enqueue(store, command="true") for _ in range(3))
+    clock, pause, worker = pausable_worker(store)
+    assert step(worker, clock, T0) is True
+    assert store.get(second).state == "processing"  # chained with the first one's result
+
+    pause.set(True)
+    assert step(worker, clock, T0 + 1) is False
+    back = store.get(second)
+    assert (back.state, back.runs, back.worker_id) == ("pending", 0, None)
+    assert step(worker, clock, T0 + 2) is False
+    assert store.get(third).state == "pending"
+
+    pause.set(False)
+    assert step(worker, clock, T0 + 3) is True
+    assert step(worker, clock, T0 + 4) is True
+    assert [store.get(j).state for j in (first, second, third)] == ["completed"] * 3
+    assert worker.stops.level == RUNNING
+
+
+def test_a_job_that_ends_while_paused_is_recorded_without_claiming_the_next(store):
+    running, waiting = enqueue(store, command="true"), enqueue(store, command="true")
+    _, pause, worker = pausable_worker(store)
+    job = store.claim(worker.identity, T0, 15)
+    assert job is not None and job.id == running
+    pause.set(True)  # while the job runs
+    worker.execute(job)
+    assert store.get(running).state == "completed"
+    assert (store.get(waiting).state, worker._next) == ("pending", None)
 
 
 def test_a_lost_run_whose_group_never_reached_the_database_is_found_by_its_environment(
