@@ -152,6 +152,15 @@ def cmdline_of(pid: int) -> str:
         return ""
 
 
+def process_state(pid: int) -> str | None:
+    """The kernel's one-letter state of `pid` (T: stopped), None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 def is_job_shell(pid: int) -> bool:
     """Whether `pid` is a job's `sh -c COMMAND` (workers start it as argv `sh -c ...`)."""
     argv = cmdline_of(pid).split(" ", 2)
@@ -322,14 +331,20 @@ class Queue:
     def counts(self) -> dict[str, int]:
         return self.json("status")["counts"]
 
-    def start_workers(self, count: int, *extra: str, prefix: list[str] | None = None) -> Workers:
-        """`worker start --count N` in its own session; `prefix` wraps the command (unshare)."""
+    def start_workers(self, count: int, *extra: str, prefix: list[str] | None = None,
+                      job_control: bool = False) -> Workers:
+        """`worker start --count N` in its own session; `prefix` wraps the command (unshare).
+        `job_control`: in a process group of its own within our session instead, as a shell
+        with job control starts it, so that a terminal stop (SIGTSTP) to the group is not
+        discarded by the kernel as it is in an orphaned group."""
         log_path = self.dir / f"workers-{len(self.started) + 1}.log"
+        how: dict[str, Any] = {"process_group": 0} if job_control else {
+            "start_new_session": True}
         with open(log_path, "w") as log:
             popen = subprocess.Popen([*(prefix or []), *self.command(
                 "worker", "start", "--count", str(count), *extra)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.dir, env=self.env,
-                start_new_session=True)
+                **how)
         workers = Workers(popen, log_path)
         self.started.append(workers)
         return workers

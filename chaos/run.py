@@ -37,6 +37,7 @@ SCENARIOS = [
     (5, "stops", BOTH),
     (6, "db_restart", ("postgres",)),  # SQLite has no server to restart
     (7, "bad_files", ("sqlite",)),  # a file that is not a queue only exists for SQLite
+    (8, "pauses", BOTH),
 ]
 
 

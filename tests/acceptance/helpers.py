@@ -67,7 +67,8 @@ def children_of(pid: int) -> list[int]:
 
 
 def process_state(pid: int) -> str | None:
-    """The kernel's one-letter state of `pid` (R, S, T for stopped, Z...), None if gone."""
+    """The kernel's one-letter state of `pid` (R, S, T for stopped, Z...), None if gone
+    (chaos/common.py has its own: the suite runs without the tests)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0]
