@@ -47,12 +47,29 @@ class PauseSwitch:
 
 
 def could_be_continued() -> bool:
-    """Whether a job-control shell could continue this process once a stop signal stopped it:
-    its parent belongs to the same session and another process group, as a shell that started
-    it in the foreground or background does. Otherwise the group is orphaned (as far as this
-    process tells) and a stop would last until someone sent SIGCONT by hand."""
-    parent = os.getppid()
+    """Whether a job-control shell could continue this process group once a stop signal has
+    stopped it, i.e. whether the group is not "orphaned": some member's parent is in another
+    group of the same session. That member is looked for up this process's ancestry, through
+    the members that started us (a script or `time` around `worker start`, in our group) to the
+    first ancestor outside the group: the shell that started the job, in the same session; a
+    service manager, or whatever ran `setsid`, in another."""
+    group, session = os.getpgrp(), os.getsid(0)
+    pid = os.getpid()
     try:
-        return os.getsid(parent) == os.getsid(0) and os.getpgid(parent) != os.getpgrp()
-    except OSError:  # the parent is gone: we are an orphan ourselves
+        for _ in range(64):  # ancestry is short; the bound only guards against a cycle in /proc
+            parent = _parent_of(pid)
+            if parent <= 0:
+                return False
+            if os.getpgid(parent) != group:
+                return os.getsid(parent) == session
+            pid = parent
+    except (OSError, ValueError):  # an ancestor gone meanwhile: nobody to continue us there
         return False
+    return False
+
+
+def _parent_of(pid: int) -> int:
+    if pid == os.getpid():
+        return os.getppid()
+    with open(f"/proc/{pid}/stat") as f:  # "pid (comm) state ppid ...", comm may hold spaces
+        return int(f.read().rsplit(")", 1)[1].split()[1])

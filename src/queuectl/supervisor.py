@@ -172,8 +172,9 @@ class Supervisor:
         """Ctrl-Z (or SIGTSTP): pause the workers, stop this process as the signal's default
         action would, and resume them once continued (`fg`, `bg`, SIGCONT). See pausing.py."""
         if not could_be_continued():
-            self._say("SIGTSTP ignored: no shell could continue this process group (it runs "
-                      "in a session of its own); 'queuectl worker stop' or SIGTERM stops it")
+            self._say("SIGTSTP ignored: no shell could continue this process group (it was "
+                      "started in a session of its own, as by setsid or a service manager); "
+                      "'queuectl worker stop' or SIGTERM stops it")
             return
         self.pause.set(True)
         self._say("paused: running jobs go on and are recorded, no new job starts; "

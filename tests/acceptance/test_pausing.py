@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from .helpers import children_of, process_state, wait_until
+from .helpers import Workers, children_of, process_state, wait_until
 from .test_stopping import _finished_once_uncharged, _running_job, _take_as_controlling_terminal
 
 pytestmark = pytest.mark.timeout(90)
@@ -64,6 +64,37 @@ def test_sigtstp_to_the_group_pauses_and_sigcont_resumes(qc, tmp_path):
     assert "paused" in workers.log() and "resumed" in workers.log()
     workers.signal(signal.SIGTERM)
     assert workers.wait(15) == 0, workers.log()
+
+
+def test_a_pool_started_by_a_script_pauses_with_the_script(qc, tmp_path):
+    """`worker start` run by a script (a shell without job control, so in the script's group,
+    its parent there too): Ctrl-Z stops the script and pauses the pool; `fg` resumes both. The
+    supervisor looks past its own parent for the shell that could continue the group."""
+    qc.fast()
+    started, release, done = _running_job(qc, tmp_path)
+    log_path = tmp_path / "script.log"
+    command = shlex.join(qc.cli.command("worker", "start", "--count", "2"))
+    with open(log_path, "w") as log:
+        script = subprocess.Popen(["bash", "-c", f"{command}; echo script went on"],
+                                  stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                  cwd=qc.cli.cwd, process_group=0)
+    workers = Workers(script, log_path)
+    qc.started.append(workers)  # for the clean-up
+    wait_until(started.exists, 15, "the job to start")
+    supervisor = wait_until(lambda: children_of(script.pid), 5, "worker start")[0]
+
+    workers.signal_group(signal.SIGTSTP)
+    wait_until(lambda: process_state(supervisor) == process_state(script.pid) == "T", 5,
+               "the supervisor and the script to stop")
+    _lease_kept_while_paused(qc, supervisor)
+    _paused_pool_finishes_its_job_and_takes_no_other(qc, release)
+
+    workers.signal_group(signal.SIGCONT)
+    qc.wait_for_state("waiting", "completed", timeout=15)
+    _finished_once_uncharged_by(qc, done)
+    os.kill(supervisor, signal.SIGTERM)
+    assert workers.wait(15) == 0, workers.log()
+    assert "script went on" in workers.log()
 
 
 def _finished_once_uncharged_by(qc, done) -> None:
