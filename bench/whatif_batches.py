@@ -3,15 +3,19 @@
     python bench/whatif_batches.py [--workers 2] [--jobs 2000] [--rounds 4]
 
 Not a feature and not a test: a measurement for whoever decides whether workers should claim
-and record jobs in batches (see DECISIONS.md §28). Each round drains the same `true` jobs with
+and record jobs in batches (see DECISIONS.md §29). Each round drains the same `true` jobs with
 N worker processes in each of these ways, back to back:
 
 - `shipped`: `Worker.run`, one transaction per job (the result of job N and the claim of N + 1).
 - `batches of K`: the same Worker running each job, but results are held back and written
   with the claim of the next K jobs, one transaction per K jobs. A prototype of the speed
-  only: it keeps none of the guarantees a real batch would need (see §28).
-- `no database`: each process claims its share of jobs before the clock starts, from its
-  own in-memory queue, and records nothing: the worker's Python, spawn and wait alone.
+  only: it keeps none of the guarantees a real batch would need (see §29).
+- `batches of 8, journaled`: the same, plus what would make a batch as safe as a recorded
+  result on SQLite (§29): a line appended to a file of the worker's own before each job
+  starts and after it ends (plain `write`, no `fsync`), the file emptied once the batch is
+  committed. Three system calls per job and one per batch, to price them.
+- `no database`: each process claims its share of jobs before the clock starts, from a
+  queue file of its own, and records nothing: the worker's Python, spawn and wait alone.
 - `xargs -PN`, the figure's baseline.
 
 Times run from the first worker starting its loop to the last one finishing (interpreter
@@ -46,8 +50,13 @@ from queuectl.worker import Worker, new_identity
 keep_freed_memory()
 close_inherited_fds()
 db, batch, share = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+journal = None
+if sys.argv[4] == "journal":
+    journal = os.open(f"{db}-journal-{os.getpid()}",
+                      os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
 identity = new_identity()
-store = open_store(":memory:" if batch == 0 else db, durable=False)
+# No database: a queue file of this process's own, used only before the clock starts.
+store = open_store(f"{db}-own-{os.getpid()}" if batch == 0 else db, durable=False)
 worker = Worker(store, identity, watchdog=Watchdog(), verbose=False)
 if batch != 1:  # Worker.run registers itself
     store.register_worker(identity, time.time())
@@ -62,6 +71,8 @@ def claim(count):
         claimed.append(job)
 
 def record_in_batches(job, record):
+    if journal is not None:
+        os.write(journal, f"ended {job.id} {job.lease_token} 0\\n".encode())
     held.append(record)
     if claimed and len(held) < batch:
         return True
@@ -70,6 +81,8 @@ def record_in_batches(job, record):
             each()
         claim(batch)
     held.clear()
+    if journal is not None:
+        os.ftruncate(journal, 0)
     return True
 
 if batch == 0:  # no database: this process's share, claimed before the clock starts
@@ -88,17 +101,21 @@ if batch == 1:
 else:
     done = 0
     while claimed:
-        worker.execute(claimed.popleft())
+        job = claimed.popleft()
+        if journal is not None:
+            os.write(journal, f"started {job.id} {job.lease_token} {job.runs}\\n".encode())
+        worker.execute(job)
         done += 1
 print(done, started, time.time(), time.process_time() - cpu)
 """
 
-VARIANTS = [("shipped", 1), ("batches of 4", 4), ("batches of 8", 8), ("batches of 16", 16),
-            ("no database", 0)]
+VARIANTS = [("shipped", 1, False), ("batches of 4", 4, False), ("batches of 8", 8, False),
+            ("batches of 8, journaled", 8, True), ("batches of 16", 16, False),
+            ("no database", 0, False)]
 
 
 def drain(src: str, db: str, jobs_file: str, jobs: int, workers: int,
-          batch: int) -> tuple[float, float]:
+          batch: int, journal: bool) -> tuple[float, float]:
     """(jobs/s, worker CPU µs per job) for one fresh queue."""
     env = dict(os.environ, PYTHONPATH=os.path.abspath(src))
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -107,7 +124,8 @@ def drain(src: str, db: str, jobs_file: str, jobs: int, workers: int,
         subprocess.run([sys.executable, "-c", CLI_CODE, "--db", db, "enqueue", "--file",
                         jobs_file], env=env, check=True, stdout=subprocess.DEVNULL)
     shares = [jobs // workers + (i < jobs % workers) for i in range(workers)]
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, db, str(batch), str(share)],
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, db, str(batch), str(share),
+                               "journal" if journal else "-"],
                               env=env, stdout=subprocess.PIPE, text=True) for share in shares]
     outputs = [p.communicate()[0].split() for p in procs]
     done = sum(int(out[0]) for out in outputs)
@@ -132,9 +150,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--src", default=os.path.join(ROOT, "src"))
     args = parser.parse_args()
-    rates: dict[str, list[float]] = {name: [] for name, _ in VARIANTS}
+    rates: dict[str, list[float]] = {name: [] for name, _, _ in VARIANTS}
     rates["xargs"] = []
-    cpu: dict[str, list[float]] = {name: [] for name, _ in VARIANTS}
+    cpu: dict[str, list[float]] = {name: [] for name, _, _ in VARIANTS}
     with tempfile.TemporaryDirectory(prefix="queuectl-whatif-") as folder:
         os.chdir(folder)  # keep the checkout's queuectl.py off sys.path
         db = os.path.join(folder, "queue.db")
@@ -143,8 +161,9 @@ def main() -> int:
         with open(lines_file, "w") as f:
             f.write("x\n" * args.jobs)
         for number in range(1, args.rounds + 1):
-            for name, batch in VARIANTS:
-                rate, own = drain(args.src, db, jobs_file, args.jobs, args.workers, batch)
+            for name, batch, journal in VARIANTS:
+                rate, own = drain(args.src, db, jobs_file, args.jobs, args.workers, batch,
+                                  journal)
                 rates[name].append(rate)
                 cpu[name].append(own)
             rates["xargs"].append(xargs(lines_file, args.jobs, args.workers))
@@ -156,7 +175,7 @@ def main() -> int:
     for name in rates:
         ratio = median([r / x for r, x in zip(rates[name], rates["xargs"], strict=True)])
         own = f"; worker CPU {median(cpu[name]):.0f} µs/job" if name in cpu else ""
-        print(f"  {name:14s} {median(rates[name]):7,.0f} jobs/s, ratio {ratio:.2f}{own}")
+        print(f"  {name:24s} {median(rates[name]):7,.0f} jobs/s, ratio {ratio:.2f}{own}")
     return 0
 
 
