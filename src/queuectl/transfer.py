@@ -45,7 +45,7 @@ def transfer(source: str, target: str, now: float | None = None,
              progress: Callable[[int], None] | None = None) -> Copied:
     """Copy the queue at `source` into `target`, which must hold no jobs (InputError, nothing
     written, otherwise). `target` gets the schema if it has none yet."""
-    source, target = resolve_target(source), resolve_target(target)
+    source, target = resolve_target(source, "--from"), resolve_target(target, "--to")
     if source == target:
         raise InputError("--from and --to name the same database")
     if not is_postgres(source) and not os.path.isfile(source):

@@ -4,6 +4,9 @@ nothing on stdout, and nothing written: no database is created, an existing one 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
 
 import pytest
@@ -118,6 +121,37 @@ def test_bad_input_creates_no_database(qc, tmp_path, case):
     result = _run(qc, tmp_path, case)
     assert_one_error_line(result, case.code)
     assert database_is_untouched(qc.db), "a refused command created the database"
+
+
+BAD_TARGETS = {
+    "empty": "",
+    "blank": "   ",
+    "another database's URL": "mysql://root@127.0.0.1/test",
+    "SQLite's in-memory name": ":memory:",
+    "SQLite's in-memory name as a URL": "sqlite:///:memory:",
+}
+
+
+@pytest.mark.parametrize("target", BAD_TARGETS.values(), ids=BAD_TARGETS.keys())
+@pytest.mark.parametrize("command", [("status",), ("enqueue", GOOD), ("worker", "start")])
+def test_a_bad_db_is_refused_and_nothing_is_written(tmp_path, target, command):
+    """`--db` and `QUEUECTL_DB` alike. Nothing may appear in the folder (':memory:' became a
+    queue file of that name there) nor in the default queue's place (an empty --db, as a
+    script passes for an unset variable, used the default queue: the job went where no
+    worker of the script's looked, and `worker start` served a queue nobody meant)."""
+    folder, home = tmp_path / "here", tmp_path / "home"
+    folder.mkdir()
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "XDG_DATA_HOME": str(home / "data")}
+    for given, env_value in ((["--db", target], None), ([], target)):
+        run_env = {k: v for k, v in env.items() if k != "QUEUECTL_DB"}
+        if env_value is not None:
+            run_env["QUEUECTL_DB"] = env_value
+        result = subprocess.run([sys.executable, "-m", "queuectl", *given, *command],
+                                input="", capture_output=True, text=True, cwd=folder,
+                                env=run_env, timeout=60)
+        assert_one_error_line(result, 2)
+        assert list(folder.iterdir()) == list(home.iterdir()) == [], result.stderr
 
 
 def test_bad_input_leaves_an_existing_database_unchanged(qc, tmp_path):

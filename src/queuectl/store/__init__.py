@@ -60,12 +60,31 @@ def strip_password(target: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
-def resolve_target(db: str | None) -> str:
-    target = db or os.environ.get(ENV_VAR) or default_db_path()
+def resolve_target(db: str | None, option: str = "--db") -> str:
+    """The database `db` names (`option` is how the user gave it, for messages), else
+    $QUEUECTL_DB's, else the per-user default; a SQLite path comes back absolute."""
+    # An empty --db or QUEUECTL_DB is refused, not read as "not given": it is what a script
+    # passes when the variable it meant is unset (`--db "$QUEUE"`), and taking the default
+    # queue then put its jobs where none of its workers would look.
+    if db is not None:
+        target, given_as = db, option
+    elif ENV_VAR in os.environ:
+        target, given_as = os.environ[ENV_VAR], f"${ENV_VAR}"
+    else:
+        target, given_as = default_db_path(), ""
     if not target.strip():
-        raise InputError("--db is empty; give a file path or a postgresql:// URL")
+        fix = (f"; unset it to use the default queue ({default_db_path()})"
+               if given_as != option else "")
+        raise InputError(f"{given_as} is empty{fix}; give a file path or a postgresql:// URL")
     if is_postgres(target):
         return target
+    if target in (":memory:", "sqlite://:memory:", "sqlite:///:memory:"):
+        # SQLite's name for a database in memory was taken as a file name, and a queue named
+        # ':memory:' appeared in the current folder. In memory, every command would get a
+        # queue of its own that ends with it: what was enqueued, no worker could ever see.
+        raise InputError(f"{given_as} ':memory:' would be a queue that ends with the command "
+                         "(each queuectl call is a process of its own); give a file path such "
+                         "as ./queue.db, or a postgresql:// URL")
     if target.startswith("sqlite:///"):
         target = target.removeprefix("sqlite://")
     elif "://" in target:
