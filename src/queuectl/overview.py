@@ -13,6 +13,7 @@ from queuectl import stats
 from queuectl.cli import open_queue  # opens without creating: these commands only look
 from queuectl.errors import InputError
 from queuectl.output import message, print_json, shorten, table
+from queuectl.store.jobstore import WORKER_PAUSED, WORKER_STOPPING
 from queuectl.timeutil import ago, iso, now, parse_duration
 
 RECENT = 15 * 60  # status shows figures over the last 15 minutes (its longest window)
@@ -42,7 +43,8 @@ def status_data(queue, current: float) -> dict:
                 "job_running_for": None if w["job_started_at"] is None
                 else round(current - w["job_started_at"], 1),
                 "last_heartbeat": iso(w["heartbeat_at"]),
-                "stopping": bool(w["stop_requested"]),
+                "stopping": w["stop_requested"] == WORKER_STOPPING,
+                "paused": w["stop_requested"] == WORKER_PAUSED,
             }
             for w in workers
         ],
@@ -87,7 +89,7 @@ def render_status(data: dict, current: float) -> str:
             **row,
             "for": None if w["job_started_at"] is None else ago(current - w["job_started_at"]),
             "beat": ago(current - w["heartbeat_at"]) + " ago",
-            "note": "stopping" if row["stopping"] else "",
+            "note": "stopping" if row["stopping"] else "paused" if row["paused"] else "",
         })
     lines.append(table(shown, [("id", "WORKER"), ("host", "HOST"), ("pid", "PID"),
                                ("current_job", "JOB"), ("for", "RUNNING FOR"),

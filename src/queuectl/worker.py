@@ -92,6 +92,7 @@ class Worker:
         self._next: Job | None = None
         self.jobs_done = 0
         self._marked_stopping = False  # our row says "stopping" (see _mark_stopping)
+        self._shown_paused = False  # our row says "paused" (see _wait_while_paused)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -105,6 +106,8 @@ class Worker:
                     if self._paused():
                         self._wait_while_paused()
                         continue
+                    if self._shown_paused:  # resumed: before any claim, which the mark stops
+                        self._show_paused(False)
                     worked = self.run_once(self.clock())
                 except QueueError as exc:
                     self._say(f"database error, retrying in 1s: {exc}")
@@ -164,10 +167,17 @@ class Worker:
     def _wait_while_paused(self) -> None:
         """Take no job until resumed, and meanwhile stay what an idle worker is: its row
         heartbeated, `worker stop` and others' lost jobs seen to. The supervisor's SIGCONT on
-        resuming, or any stop signal, ends the sleep early."""
+        resuming, or any stop signal, ends the sleep early. Its row says "paused" meanwhile,
+        for `status` and the dashboard."""
         while self.stops.level == RUNNING and self._paused():
+            if not self._shown_paused:
+                self._show_paused(True)
             self.maintain(self.clock())
             self._sleep(min(MAINTENANCE_SECONDS, self.settings["heartbeat-seconds"]))
+
+    def _show_paused(self, paused: bool) -> None:
+        self.store.mark_paused(self.identity.id, paused)
+        self._shown_paused = paused
 
     def _give_back_next(self) -> None:
         """Unclaim a chained job that will not run here (the worker stops). If the database is

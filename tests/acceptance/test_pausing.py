@@ -41,6 +41,20 @@ def _paused_pool_finishes_its_job_and_takes_no_other(qc, release) -> None:
     qc.wait_for_state("running", "completed", timeout=15)  # recorded while paused
     waiting = qc.show("waiting")  # two workers, both free by now, and neither took it
     assert (waiting["state"], waiting["runs"]) == ("pending", 0)
+    # Whoever watches from elsewhere sees why they take nothing.
+    wait_until(lambda: _shown_as(qc) == [("paused", False, True)] * 2, 10,
+               "status to show both workers paused")
+    assert "paused" in qc.ok("status").stdout
+
+
+def _shown_as(qc) -> list[tuple]:
+    return [("paused" if w["paused"] else "stopping" if w["stopping"] else "working",
+             w["stopping"], w["paused"]) for w in qc.json("status")["workers"]]
+
+
+def _resumed_in_status(qc) -> None:
+    wait_until(lambda: _shown_as(qc) == [("working", False, False)] * 2, 10,
+               "status to show both workers working again")
 
 
 def test_sigtstp_to_the_group_pauses_and_sigcont_resumes(qc, tmp_path):
@@ -60,6 +74,7 @@ def test_sigtstp_to_the_group_pauses_and_sigcont_resumes(qc, tmp_path):
 
     workers.signal_group(signal.SIGCONT)
     qc.wait_for_state("waiting", "completed", timeout=15)
+    _resumed_in_status(qc)
     _finished_once_uncharged_by(qc, done)
     assert "paused" in workers.log() and "resumed" in workers.log()
     workers.signal(signal.SIGTERM)
@@ -91,6 +106,7 @@ def test_a_pool_started_by_a_script_pauses_with_the_script(qc, tmp_path):
 
     workers.signal_group(signal.SIGCONT)
     qc.wait_for_state("waiting", "completed", timeout=15)
+    _resumed_in_status(qc)
     _finished_once_uncharged_by(qc, done)
     os.kill(supervisor, signal.SIGTERM)
     assert workers.wait(15) == 0, workers.log()
@@ -180,6 +196,7 @@ def test_ctrl_z_in_a_shell_pauses_and_fg_resumes(qc, tmp_path):
 
         terminal.type("fg\n")
         qc.wait_for_state("waiting", "completed", timeout=15)
+        _resumed_in_status(qc)
         terminal.type("\x03")  # Ctrl-C: a warm stop, nothing is running
         wait_until(lambda: "all workers stopped" in terminal.output(), 15,
                    "worker start to stop")

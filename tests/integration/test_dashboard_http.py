@@ -157,3 +157,22 @@ def test_actions_are_post_only_and_bearer_works_for_scripts(db):
     _dead_job(db, "d2")
     assert client.post("/api/dlq/retry", headers=auth, json={"all": True}).json() == {
         "retried": 1, "held": []}
+
+
+def test_the_workers_page_says_which_worker_is_stopping_and_which_is_paused(db):
+    import time
+
+    from queuectl.store import WorkerIdentity
+
+    with Queue(db) as queue:
+        for name in ("w-working", "w-stopping", "w-paused"):
+            queue.store.register_worker(WorkerIdentity(id=name, host="h", pid=1), time.time())
+        queue.store.mark_stopping("w-stopping")
+        queue.store.mark_paused("w-paused", True)
+    client, _ = _logged_in(db)
+    rows = {re.search(r"w-\w+", row).group(0): row
+            for row in client.get("/workers").text.split("<tr")[1:] if "w-" in row}
+    assert ["stopping" in rows[n] for n in ("w-working", "w-stopping", "w-paused")] == [
+        False, True, False]
+    assert ["paused" in rows[n] for n in ("w-working", "w-stopping", "w-paused")] == [
+        False, False, True]

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from queuectl.config import KEYS
 from queuectl.errors import InputError, JobNotFound
 from queuectl.models import STATES, NewJob, parse_job_spec
+from queuectl.store.jobstore import WORKER_CLAIMING, WORKER_PAUSED, WORKER_STOPPING
 from queuectl.timeutil import iso
 
 from .common import T0, A, B
@@ -596,6 +597,22 @@ def test_request_stop_reaches_live_workers_only(store):
     assert store.stop_requested("never-registered") is None
     [row] = store.live_workers(T0 - LEASE)
     assert row["stop_requested"] == 1
+
+
+def test_a_paused_worker_is_shown_paused_not_stopping_and_a_stop_outlasts_the_pause(store):
+    store.register_worker(A, T0)
+    store.mark_paused(A.id, True)
+    assert store.stop_requested(A.id) is False  # a pause is not a stop
+    assert [w["stop_requested"] for w in store.live_workers(T0 - LEASE)] == [WORKER_PAUSED]
+    store.mark_paused(A.id, False)
+    assert [w["stop_requested"] for w in store.live_workers(T0 - LEASE)] == [WORKER_CLAIMING]
+
+    store.mark_paused(A.id, True)
+    store.request_stop(T0 - LEASE)  # `worker stop` while paused
+    store.mark_paused(A.id, False)  # and the resume that follows must not undo it
+    assert store.stop_requested(A.id) is True
+    store.mark_paused(A.id, True)  # nor does a pause hide it
+    assert [w["stop_requested"] for w in store.live_workers(T0 - LEASE)] == [WORKER_STOPPING]
 
 
 def test_unregister_and_forget_dead_workers(store):

@@ -732,6 +732,14 @@ SELECT stop_requested FROM workers WHERE id = %(id)s
 -- A worker stopping by a signal says so, as `worker stop` does for it (status: "stopping").
 UPDATE workers SET stop_requested = 1 WHERE id = %(id)s
 
+-- name: mark_worker_paused
+-- stop_requested also says why a live worker takes no job: 1 stopping, 2 paused (Ctrl-Z,
+-- pausing.py), 0 neither. A stop wins over a pause and is never undone by a resume.
+UPDATE workers SET stop_requested = 2 WHERE id = %(id)s AND stop_requested = 0
+
+-- name: mark_worker_resumed
+UPDATE workers SET stop_requested = 0 WHERE id = %(id)s AND stop_requested = 2
+
 -- name: unregister_worker
 DELETE FROM workers WHERE id = %(id)s
 

@@ -40,6 +40,10 @@ if TYPE_CHECKING:
     from queuectl.store.connector import Connector
 
 SCHEMA_VERSION = 5
+# workers.stop_requested: why a live worker takes no job. Paused came later and shares the
+# column rather than add one: a new column is a migration, and every older queuectl on the
+# queue would refuse it until upgraded; an older one shows a paused worker as stopping.
+WORKER_CLAIMING, WORKER_STOPPING, WORKER_PAUSED = 0, 1, 2
 SEARCH_WINDOW = 50_000  # jobs a dashboard search looks at per page (see page())
 BATCH = 5000  # jobs per insert_job_batch call: bounds the memory of a huge --file
 
@@ -747,11 +751,17 @@ class JobStore:
     def stop_requested(self, worker_id: str) -> bool | None:
         """None when the worker's row is gone (it was forgotten as dead while frozen)."""
         row = self.db.fetch_one("worker_stop_requested", {"id": worker_id})
-        return None if row is None else bool(row["stop_requested"])
+        return None if row is None else row["stop_requested"] == WORKER_STOPPING
 
     def mark_stopping(self, worker_id: str) -> None:
         with self.db.transaction():
             self.db.execute("mark_worker_stopping", {"id": worker_id})
+
+    def mark_paused(self, worker_id: str, paused: bool) -> None:
+        """Show a worker as paused (Ctrl-Z), or no longer; a stop asked meanwhile stays."""
+        with self.db.transaction():
+            self.db.execute("mark_worker_paused" if paused else "mark_worker_resumed",
+                            {"id": worker_id})
 
     def unregister_worker(self, worker_id: str) -> None:
         with self.db.transaction():

@@ -8,6 +8,7 @@ from queuectl.api import Queue
 from queuectl.errors import InputError, QueueError
 from queuectl.models import STATES, validate_state
 from queuectl.overview import status_data
+from queuectl.store.jobstore import WORKER_PAUSED, WORKER_STOPPING
 from queuectl.timeutil import iso, iso_ms, now
 
 PAGE = 50
@@ -93,7 +94,8 @@ def workers(queue: Queue) -> dict:
          "running_for": "" if w["job_started_at"] is None
          else f"{current - w['job_started_at']:.0f}s",
          "heartbeat": f"{current - w['heartbeat_at']:.0f}s ago",
-         "stopping": "stopping" if w["stop_requested"] else ""}
+         "stopping": {WORKER_STOPPING: "stopping", WORKER_PAUSED: "paused"}.get(
+             w["stop_requested"], "")}
         for w in queue.workers()
     ]}
 
