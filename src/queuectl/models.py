@@ -57,6 +57,10 @@ READ_ONLY_FIELDS = ("state", "attempts", "created_at", "updated_at")
 INT_MAX = 2**31 - 1
 MAX_SECONDS = 100 * 365 * 86400.0  # a century: any longer delay or timeout is a typo
 LATEST_RUN_AT = 253402300799.0  # 9999-12-31T23:59:59Z
+# The most bytes one argument or one NAME=value environment string can have when a job
+# starts: Linux's MAX_ARG_STRLEN, 32 pages of 4 KiB, less the terminating NUL. A longer
+# command was accepted, then failed every run with "Argument list too long" until the DLQ.
+LONGEST_ARG_BYTES = 32 * 4096 - 1
 
 
 class NewJob(Record):
@@ -181,6 +185,15 @@ def _is_text(value: Any) -> bool:
     return True
 
 
+def _byte_size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogateescape"))
+
+
+def _too_long(text: str) -> bool:
+    # A character is at most 4 bytes: most texts are decided without encoding them.
+    return len(text) * 4 > LONGEST_ARG_BYTES and _byte_size(text) > LONGEST_ARG_BYTES
+
+
 def _str(spec: dict, name: str, where: str) -> str | None:
     value = spec.get(name)
     if value is None:
@@ -225,7 +238,8 @@ def _parse_plain(spec: Any) -> NewJob | None:
         return None
     get = spec.get
     command = get("command")
-    if type(command) is not str or not command.strip() or not _is_text(command):
+    if (type(command) is not str or not command.strip() or not _is_text(command)
+            or _too_long(command)):
         return None
     job_id = get("id")
     if job_id is not None and (type(job_id) is not str or not _ID.fullmatch(job_id)):
@@ -291,6 +305,10 @@ def parse_job_spec(spec: Any, index: int | None = None) -> NewJob:
         raise InputError(f"{where}'command' contains a NUL byte")
     if not _is_text(command):
         raise InputError(f"{where}'command' holds a lone surrogate, which is not text")
+    if _too_long(command):
+        raise InputError(f"{where}'command' is {_byte_size(command):,} bytes, and a command "
+                         f"can have at most {LONGEST_ARG_BYTES:,} (the kernel's limit for one "
+                         "argument); put it in a script file and enqueue 'sh /path/to/it'")
 
     job_id = _str(spec, "id", where)
     if job_id is not None and not _ID.fullmatch(job_id):
@@ -323,6 +341,10 @@ def parse_job_spec(spec: Any, index: int | None = None) -> NewJob:
     for name, value in env.items():
         if not _ENV_NAME.fullmatch(name) or not _is_text(value):
             raise InputError(f"{where}'env' entry {name!r} must be NAME: 'string value'")
+        if _too_long(f"{name}={value}"):
+            raise InputError(f"{where}'env' entry {name!r} is {_byte_size(value):,} bytes; "
+                             f"NAME=value can have at most {LONGEST_ARG_BYTES:,} (the kernel's "
+                             "limit for one environment string); pass a file's path instead")
 
     cwd = _str(spec, "cwd", where)
     if cwd is not None and not cwd.startswith("/"):

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from queuectl.models import LONGEST_ARG_BYTES
+
 from .helpers import assert_one_error_line, database_is_untouched
 
 pytestmark = pytest.mark.timeout(120)
@@ -68,6 +70,15 @@ ANYWHERE = LATE + [
     Case("empty --cwd", ("enqueue", "--cwd", "", GOOD)),
     enqueue("id ending in a newline", '{"command": "true", "id": "job1\\n"}'),
     enqueue("lone surrogate in command", '{"command": "echo \\ud800"}'),
+    # One argument or environment string is at most 131,071 bytes when a job starts: longer
+    # ones were accepted, then failed every run ("Argument list too long") until the DLQ.
+    # On stdin, since the JSON would be too long for enqueue's own command line.
+    Case("command over the kernel's limit", ("enqueue", "-"),
+         stdin=json.dumps({"command": "x" * LONGEST_ARG_BYTES + "x"})),
+    Case("command over the limit in bytes, not characters", ("enqueue", "-"),
+         stdin=json.dumps({"command": "é" * (LONGEST_ARG_BYTES // 2 + 1)})),
+    Case("env entry over the kernel's limit", ("enqueue", "-"),
+         stdin=json.dumps({"command": "true", "env": {"A": "x" * LONGEST_ARG_BYTES}})),
     Case("malformed JSON on stdin", ("enqueue", "-"), stdin='{"command":'),
     Case("empty stdin", ("enqueue", "-"), stdin=""),
     Case("no job at all", ("enqueue",), stdin=""),
@@ -172,3 +183,18 @@ def test_bad_input_leaves_an_existing_database_unchanged(qc, tmp_path):
             problems.append(f"{case.name}: changed the queue:\n{json.dumps(after, indent=1)}")
             before = after
     assert not problems, "\n".join(problems)
+
+
+def test_the_longest_command_and_environment_string_that_fit_run(qc):
+    """The limit is exact: a command of 131,071 bytes and an env entry whose NAME=value is
+    as long both start (the refusals above are not a margin)."""
+    filler = LONGEST_ARG_BYTES - len(": ; echo fits $#")
+    value = "y" * (LONGEST_ARG_BYTES - len("BIG="))
+    spec = {"id": "longest", "command": ": " + "x" * filler + "; echo fits $#",
+            "env": {"BIG": value}}
+    assert len(spec["command"].encode()) == LONGEST_ARG_BYTES
+    qc.ok("enqueue", "-", input=json.dumps(spec))
+    workers = qc.start_workers(1, "--burst")
+    assert workers.wait(30) == 0, workers.log()
+    assert qc.state("longest") == "completed"
+    assert qc.run("logs", "longest").stdout.strip() == "fits 0"
