@@ -433,18 +433,31 @@ def _read_jobs(args) -> list[Any]:
         raise InputError("give jobs either as an argument or with --file, not both")
     if args.file:
         try:
-            with open(args.file, encoding="utf-8") as f:
-                text = f.read()
+            with open(args.file, "rb") as f:
+                text = _utf8_text(f.read(), args.file)
         except OSError as exc:
             raise InputError(f"cannot read {args.file}: {exc.strerror}") from None
     elif args.job == "-":  # only when asked: never block on a stdin nobody writes to
-        text = sys.stdin.read()
+        text = _utf8_text(sys.stdin.buffer.read(), "standard input")
     elif args.job is not None:
-        text = args.job
+        # Python decoded the argument leniently (undecodable bytes as lone surrogates, which
+        # the job's checks then misnamed): take its bytes back and decode them strictly.
+        text = _utf8_text(os.fsencode(args.job), "the job argument")
     else:
         raise InputError("no job given: pass a JSON object like '{\"command\": \"echo hi\"}', "
                          "'-' for standard input, or --file FILE")
     return parse_jobs_text(text)
+
+
+def _utf8_text(data: bytes, what: str) -> str:
+    """Jobs as text: UTF-8, with a leading byte order mark allowed (Windows editors and
+    PowerShell write one), else a one-line error that says where the first bad byte is."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(f"{what} is not UTF-8 text: byte {data[exc.start]:#04x} on line "
+                         f"{line} cannot be decoded (jobs are read as UTF-8)") from None
 
 
 def parse_jobs_text(text: str) -> list[Any]:

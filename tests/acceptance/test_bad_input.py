@@ -198,3 +198,31 @@ def test_the_longest_command_and_environment_string_that_fit_run(qc):
     assert workers.wait(30) == 0, workers.log()
     assert qc.state("longest") == "completed"
     assert qc.run("logs", "longest").stdout.strip() == "fits 0"
+
+
+NOT_UTF8 = b'{"command": "true"}\n{"command": "echo caf\xe9"}\n'  # Latin-1, line 2
+
+
+@pytest.mark.parametrize("how", ["--file", "stdin", "argument"])
+def test_jobs_that_are_not_utf8_are_refused_saying_where(qc, tmp_path, how):
+    """An --file used to end in a traceback (UnicodeDecodeError), and standard input or an
+    argument in "'command' holds a lone surrogate", which is not what was wrong."""
+    data = NOT_UTF8 if how != "argument" else NOT_UTF8.splitlines()[1]
+    (tmp_path / "jobs.jsonl").write_bytes(data)
+    args = {"--file": ["--file", str(tmp_path / "jobs.jsonl")], "stdin": ["-"],
+            "argument": [os.fsdecode(data)]}[how]
+    result = subprocess.run([*qc.cli.command("enqueue", *args)], input=data if how == "stdin"
+                            else b"", capture_output=True, timeout=60, cwd=tmp_path)
+    decoded = subprocess.CompletedProcess(result.args, result.returncode,
+                                          result.stdout.decode(), result.stderr.decode())
+    assert_one_error_line(decoded, 2)
+    assert "not UTF-8" in decoded.stderr and "0xe9 on line" in decoded.stderr, decoded.stderr
+    assert database_is_untouched(qc.db)
+
+
+def test_a_byte_order_mark_before_the_jobs_is_allowed(qc, tmp_path):
+    """What Windows editors and PowerShell write at the start of a UTF-8 file."""
+    (tmp_path / "jobs.jsonl").write_bytes(b'\xef\xbb\xbf{"id": "a", "command": "true"}\r\n'
+                                          b'{"id": "b", "command": "echo \xc3\xa9"}\r\n')
+    assert qc.ok("enqueue", "--file", str(tmp_path / "jobs.jsonl")).stdout.split() == ["a", "b"]
+    assert qc.show("b")["command"] == "echo é"
