@@ -589,7 +589,7 @@ def cmd_enqueue(args) -> int:
 
 
 def cmd_worker_start(args) -> int:
-    from queuectl.store import open_store, resolve_target
+    from queuectl.store import is_postgres, open_store, resolve_target
     from queuectl.supervisor import Supervisor
 
     queues = None
@@ -605,6 +605,15 @@ def cmd_worker_start(args) -> int:
     from queuectl.trust import check_worker_database, drop_private_env
 
     check_worker_database(target, allow=args.allow_shared_db)  # before the file is touched
+    if not is_postgres(target):
+        from queuectl.mounts import shared_filesystem
+
+        fstype = shared_filesystem(os.path.dirname(target) or ".")
+        if fstype is not None:
+            sys.stderr.write(
+                f"queuectl: warning: {target} is on a network filesystem ({fstype}): SQLite "
+                "needs every worker and CLI call that uses it on this one machine; to share a "
+                "queue between machines use PostgreSQL (--db postgresql://...)\n")
     drop_private_env()
     open_store(target, durable=False).close()  # fail here, once, before forking
     return Supervisor(target, args.count, burst=args.burst, queues=queues,
