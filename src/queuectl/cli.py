@@ -627,8 +627,9 @@ def cmd_worker_stop(args) -> int:
 
     with open_queue(args) as queue:
         lease = queue.store.settings()["lease-seconds"]
-        queue.store.request_stop(time.time() - lease)
-        asked = len(queue.workers())
+        # Counted by the request itself: an idle worker hears it at once and may be gone
+        # before a count that followed it, which then said there had been none.
+        asked = queue.store.request_stop(time.time() - lease)
         if asked == 0:
             message("no running workers on this database")
             return EXIT_OK

@@ -134,6 +134,23 @@ def test_worker_stop_stops_every_supervisor_after_its_running_jobs(qc, tmp_path)
     assert (later["state"], later["runs"]) == ("pending", 0)
 
 
+def test_worker_stop_counts_idle_workers_that_leave_at_once(qc):
+    """Idle workers hear the stop at once (they watch for commits) and may be gone before a
+    count taken after it: `worker stop` said "no running workers on this database" while it
+    had just stopped them. The count now comes from the request itself."""
+    qc.fast()
+    pools = [qc.start_workers(2) for _ in range(2)]
+    wait_until(lambda: len(qc.json("status")["workers"]) == 4, 15, "4 registered workers")
+    for _ in range(3):  # a race: give the old count every chance to lose it
+        result = qc.ok("worker", "stop")
+        assert "asked 4 worker(s) to stop" in result.stderr, result.stderr
+        assert "all workers stopped" in result.stderr, result.stderr
+        for pool in pools:
+            assert pool.wait(15) == 0, pool.log()
+        pools = [qc.start_workers(2) for _ in range(2)]
+        wait_until(lambda: len(qc.json("status")["workers"]) == 4, 15, "4 registered workers")
+
+
 def _running_job(qc, tmp_path) -> tuple:
     """A job that runs until released, and the files that say where it is. Its marker gets it
     killed when the test ends, should a failure leave it waiting for a release."""
