@@ -438,7 +438,13 @@ def _read_jobs(args) -> list[Any]:
         except OSError as exc:
             raise InputError(f"cannot read {args.file}: {exc.strerror}") from None
     elif args.job == "-":  # only when asked: never block on a stdin nobody writes to
-        text = _utf8_text(sys.stdin.buffer.read(), "standard input")
+        if sys.stdin is None:  # started with it closed (`<&-`)
+            raise InputError("'-' reads jobs from standard input, which is closed")
+        try:
+            data = sys.stdin.buffer.read()
+        except OSError as exc:  # a terminal that hung up, say
+            raise InputError(f"cannot read standard input: {exc.strerror}") from None
+        text = _utf8_text(data, "standard input")
     elif args.job is not None:
         # Python decoded the argument leniently (undecodable bytes as lone surrogates, which
         # the job's checks then misnamed): take its bytes back and decode them strictly.

@@ -226,3 +226,14 @@ def test_a_byte_order_mark_before_the_jobs_is_allowed(qc, tmp_path):
                                           b'{"id": "b", "command": "echo \xc3\xa9"}\r\n')
     assert qc.ok("enqueue", "--file", str(tmp_path / "jobs.jsonl")).stdout.split() == ["a", "b"]
     assert qc.show("b")["command"] == "echo é"
+
+
+def test_enqueue_from_a_closed_standard_input(qc, tmp_path):
+    """`queuectl enqueue - <&-` ended in a traceback. (A directory as standard input stops
+    Python itself before any of our code runs, so it cannot be checked here.)"""
+    result = subprocess.run(qc.cli.command("enqueue", "-"), capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path, stdin=subprocess.DEVNULL,
+                            preexec_fn=lambda: os.close(0))
+    assert_one_error_line(result, 2)
+    assert "standard input, which is closed" in result.stderr
+    assert database_is_untouched(qc.db)
