@@ -614,7 +614,7 @@ def cmd_worker_start(args) -> int:
     if not is_postgres(target):
         from queuectl.mounts import shared_filesystem
 
-        fstype = shared_filesystem(os.path.dirname(target) or ".")
+        fstype = shared_filesystem(target)
         if fstype is not None:
             sys.stderr.write(
                 f"queuectl: warning: {target} is on a network filesystem ({fstype}): SQLite "

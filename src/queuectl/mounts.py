@@ -22,9 +22,9 @@ SHARED_BETWEEN_MACHINES = frozenset({
 
 
 def filesystem_of(path: str, mountinfo: str | None = None) -> str | None:
-    """The type of the filesystem holding `path` (an existing path, or one whose folder
-    exists), or None where the mount table cannot be read (not Linux). `mountinfo` is the
-    table's text, for tests; by default the kernel's."""
+    """The type of the filesystem holding `path` (which need not exist yet: the deepest
+    mount point above it decides), or None where the mount table cannot be read (not Linux).
+    `mountinfo` is the table's text, for tests; by default the kernel's."""
     if mountinfo is None:
         try:
             with open(MOUNTINFO) as f:
