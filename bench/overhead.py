@@ -1,10 +1,14 @@
 """Figure 2: the queue's own cost per job, without running any command.
 
 Two processes (multiprocessing, spawn) claim and complete pre-enqueued jobs the way Worker
-does (JobStore.record_and_claim: complete job N and claim job N + 1 in one transaction), with
-durable=False as workers open the store. The baseline sends the same named SQL (finish_job +
-insert_attempt + claim_any, one transaction per job) through bare sqlite3, so the gap between
-the two is the store layer's Python; on PostgreSQL, through bare psycopg (_raw_pg_loop).
+does, with durable=False as workers open the store. On SQLite that is in batches
+(JobStore.record_batch: the results of up to BATCH_MOST jobs and the claims of as many next
+ones in one transaction, the batch growing 1, 2, 4, 8 as the worker's does), each job's start
+and result written to a journal as the worker writes them (DECISIONS.md 30). On PostgreSQL it
+is one job per transaction (record job N, claim job N + 1). The baseline sends the same named
+SQL (finish_job + insert_attempt + claim_any, batched the same way on SQLite) through bare
+sqlite3, so the gap between the two is the store layer's Python; on PostgreSQL, through bare
+psycopg (_raw_pg_loop).
 
 Run by the harness as `python overhead.py MODE DB PROCS` in a child with this checkout's src on
 PYTHONPATH; prints `jobs seconds`.
@@ -67,17 +71,45 @@ def _store_loop(db: str, fixed: bool, ready, go, out) -> None:
     ready.put(os.getpid())
     go.wait()
     start, done = time.perf_counter(), 0
-    # As Worker does: the first claim alone, then each result recorded in the transaction
-    # that claims the next job (JobStore.record_and_claim).
-    job = store.claim(identity, time.time(), lease)
-    while job is not None:
-        finished = job
-        _, job = store.record_and_claim(
-            lambda: store.complete(finished, time.time(), 0),  # noqa: B023
-            identity, time.time(), lease)
-        done += 1
+    if store.db.dialect == "sqlite":
+        done = _batches(store, identity, lease)
+    else:
+        # As Worker does: the first claim alone, then each result recorded in the
+        # transaction that claims the next job (JobStore.record_and_claim).
+        job = store.claim(identity, time.time(), lease)
+        while job is not None:
+            finished = job
+            _, job = store.record_and_claim(
+                lambda: store.complete(finished, time.time(), 0),  # noqa: B023
+                identity, time.time(), lease)
+            done += 1
     out.put((start, time.perf_counter(), done))
     store.close()
+
+
+def _batches(store, identity, lease: float) -> int:
+    """A SQLite worker's path with no command: the first claim alone, then each batch's
+    results recorded in the transaction that claims the next batch, every job's start and
+    result written to the journal first, the journal emptied after each commit."""
+    from queuectl.journal import Journal, journal_path
+    from queuectl.worker import BATCH_MOST
+
+    journal = Journal(journal_path(os.path.realpath(store.db.path), identity.id))
+    done, size = 0, 1
+    _, batch = store.record_batch([], identity, time.time(), lease, claim=1)
+    while batch:
+        records = []
+        for job in batch:
+            now = time.time()
+            journal.started(job, now)
+            journal.ended(job, now, now, 0, b"")
+            records.append(lambda job=job, now=now: store.complete(job, now, 0))
+        done += len(batch)
+        size = min(size * 2, BATCH_MOST)
+        _, batch = store.record_batch(records, identity, time.time(), lease, claim=size)
+        journal.committed()
+    journal.close(remove=True)
+    return done
 
 
 def _raw_loop(db: str, fixed: bool, ready, go, out) -> None:
@@ -95,12 +127,14 @@ def _raw_loop(db: str, fixed: bool, ready, go, out) -> None:
     worker = f"raw:{os.getpid()}"
     ready.put(os.getpid())
     go.wait()
+    from queuectl.worker import BATCH_MOST
+
     start, done = time.perf_counter(), 0
-    job = None
-    while True:  # the worker's path: record job N and claim job N + 1 in one transaction
+    batch: list = []
+    while True:  # the worker's path: record a batch and claim the next in one transaction
         now = time.time()
         conn.execute("BEGIN IMMEDIATE")
-        if job is not None:
+        for job in batch:
             conn.execute(q["finish_job"], {
                 "id": job["id"], "token": job["lease_token"], "state": "completed",
                 "attempts": job["attempts"] + 1, "run_at": job["run_at"], "exit_code": 0,
@@ -110,13 +144,17 @@ def _raw_loop(db: str, fixed: bool, ready, go, out) -> None:
                 "started_at": job["started_at"], "finished_at": now, "outcome": "completed",
                 "exit_code": 0, "error": None, "output_bytes": None})
             done += 1
-        rows = conn.execute(q["claim_any"], {
-            "worker_id": worker, "host": "h", "token": os.urandom(8).hex(),
-            "lease_until": now + 15, "now": now}).fetchall()
+        batch = []
+        for _ in range(BATCH_MOST):
+            rows = conn.execute(q["claim_any"], {
+                "worker_id": worker, "host": "h", "token": os.urandom(8).hex(),
+                "lease_until": now + 15, "now": now}).fetchall()
+            if not rows:
+                break
+            batch.append(rows[0])
         conn.execute("COMMIT")
-        if not rows:
+        if not batch:
             break
-        job = rows[0]
     out.put((start, time.perf_counter(), done))
     conn.close()
 
@@ -205,6 +243,13 @@ def _measure(bench: Bench, mode: str, db: str, jobs_file: str, jobs: int,
     return jobs / float(seconds)
 
 
+def _batch_most(bench: Bench) -> str:
+    """The tree under test's batch size (an older tree has none: one job per commit)."""
+    check = subprocess.run([bench.python, "-c", "from queuectl.worker import BATCH_MOST; "
+                            "print(BATCH_MOST)"], env=bench.env(), capture_output=True, text=True)
+    return check.stdout.strip() or "1"
+
+
 def _claim_patchable(bench: Bench) -> bool:
     """Whether the shipped claim misses its index and the pinned variant applies."""
     check = subprocess.run([bench.python, "-c", _PLAN_CHECK], env=bench.env(),
@@ -289,7 +334,8 @@ def run(bench: Bench) -> list[Row]:
             hop.close()
     store, raw = median(rates["store-sqlite"]), median(rates["raw-sqlite"])
     rows = [Row("2 queue overhead", f"claim + complete, no command, 2 processes, SQLite, "
-                f"{jobs:,} jobs pending at the start",
+                f"{jobs:,} jobs pending at the start, journaled batches of up to "
+                f"{_batch_most(bench)} as a worker runs short jobs",
                 f"{fmt_rate(store)} ({1e6 * PROCESSES / store:.0f} µs per job per process)",
                 f"same SQL through bare sqlite3: {fmt_rate(raw)}",
                 f">= {TARGET_SQLITE:,} jobs/s", store >= TARGET_SQLITE)]

@@ -2,8 +2,8 @@
 worker's user, so a worker refuses a SQLite queue that anyone else could write.
 
 Checked once, before the workers start (DECISIONS §21):
-- the database file, and its -wal and -shm files if present, must belong to the worker's
-  user and not be writable by group or others;
+- the database file, and its -wal and -shm files and -journals folder if present, must
+  belong to the worker's user and not be writable by group or others;
 - every folder above it must belong to that user or to root and not be writable by group or
   others, unless its sticky bit is set (as on /tmp): otherwise someone could swap the file.
 A group no one but the owner can be in (a user private group, as `umask 002` systems use)
@@ -108,6 +108,15 @@ def shared_database_problem(path: str, euid: int | None = None) -> tuple[str, st
         if problem:
             what = "it" if name == path else name
             return f"{what} {problem[0]}", problem[1]
+    # The workers' journals (journal.py): what they say is recorded as a job's result. Judged
+    # as a file is (a sticky bit still lets others add a journal).
+    journals = real + "-journals"
+    try:
+        problem = _problem(journals, os.stat(journals), euid, folder=False)
+    except OSError:
+        problem = None  # missing: the first worker creates it 0700
+    if problem:
+        return f"its journals folder {journals} {problem[0]}", problem[1]
     for folder in _folders(path):
         try:
             info = os.stat(folder)

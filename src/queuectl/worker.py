@@ -11,9 +11,12 @@ import secrets
 import select
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 
+from queuectl import journal
 from queuectl.errors import QueueError
+from queuectl.journal import Journal, journal_path
 from queuectl.log import log
 from queuectl.models import Job
 from queuectl.pausing import PauseSwitch
@@ -37,6 +40,14 @@ MAINTENANCE_SECONDS = 2.0  # recovery scan and stop-flag check, at the latest th
 OUTPUT_FLUSH_SECONDS = 1.0  # how stale `logs -f` may be for a running job
 CANCEL_CHECK_SECONDS = 0.25  # a running job looks for a cancel at most this often
 RETENTION_EVERY_SECONDS = 60.0
+# Batches (SQLite only, DECISIONS.md 30): a worker whose jobs end quickly, succeed and print
+# little claims up to BATCH_MOST at once and records their results together, one commit per
+# batch, holding each result in its journal meanwhile. A job that ran longer than
+# HOLD_SECONDS, failed or printed more than HOLD_OUTPUT_BYTES is recorded at once, and ends
+# the batch: the worker goes back to one job at a time until its jobs are short again.
+BATCH_MOST = 8
+HOLD_SECONDS = CANCEL_CHECK_SECONDS  # a longer job has given its batch back by then
+HOLD_OUTPUT_BYTES = 4096
 
 # What _durably returns when a stopping worker gave up recording a result (it has said why):
 # not False, which the store's own answer means (the job was no longer ours).
@@ -87,9 +98,16 @@ class Worker:
         self._last_heartbeat: float | None = None
         self._last_retention: float | None = None
         self._lease_until = 0.0  # monotonic time our current job's lease surely lasts until
-        # The job claimed in the same transaction that recorded the last one (see _record):
-        # already ours, so the next run_once runs it instead of claiming.
-        self._next: Job | None = None
+        # Jobs claimed in the transaction that recorded the last one (see _record): already
+        # ours, so run_once runs them in turn instead of claiming. More than one only in a
+        # batch, which only a worker with a journal runs (use_journal).
+        self._ahead: deque[Job] = deque()
+        self._ahead_good_until = 0.0  # monotonic: a job ahead may start until then
+        # Results of finished jobs that wait for the batch's commit, each in the journal:
+        # (job, the store call that records it, what to say once it is recorded).
+        self._held: list[tuple[Job, Callable[[], object], str]] = []
+        self._journal: Journal | None = None
+        self._batch_size = 1  # jobs the next claim takes: grows while jobs are short
         self.jobs_done = 0
         self._marked_stopping = False  # our row says "stopping" (see _mark_stopping)
         self._shown_paused = False  # our row says "paused" (see _wait_while_paused)
@@ -100,6 +118,8 @@ class Worker:
         """Work until asked to stop. Exit status: 0 after a warm stop, 1 after a cold one."""
         self.store.register_worker(self.identity, self.clock())
         self._say(f"started (pid {self.identity.pid}) on {self.store.describe()}")
+        if self.store.db.dialect == "sqlite":
+            self.use_journal()
         try:
             while self.stops.level == RUNNING:
                 try:
@@ -120,21 +140,39 @@ class Worker:
                         break
                     self._idle_wait()
         finally:
-            self._give_back_next()
+            self._settle()
             try:
                 self.store.unregister_worker(self.identity.id)
             except QueueError:
                 pass
+            if self._journal is not None:
+                # Kept while it holds results nobody recorded: a recovering worker will.
+                self._journal.close(remove=not self._held)
             if self.watchdog is not None:
                 self.watchdog.close()
         how = {COLD: "cold stop", WARM: "warm stop"}.get(self.stops.level, "no job ready")
         self._say(f"stopped ({how}) after {self.jobs_done} jobs")
         return 1 if self.stops.level == COLD else 0
 
+    def use_journal(self) -> bool:
+        """Keep a journal (journal.py), which lets this worker run short jobs in batches.
+        SQLite only: a PostgreSQL commit outlives the worker host's power, a journal does not.
+        False (and no batches) when the file cannot be made."""
+        if self._journal is None:
+            try:
+                self._journal = Journal(journal_path(self._queue_file(), self.identity.id))
+            except OSError as exc:
+                self._say(f"no journal ({exc}); recording every job on its own")
+        return self._journal is not None
+
+    def _queue_file(self) -> str:
+        # realpath: every worker of the queue must find the same journals folder
+        return os.path.realpath(self.store.db.path)  # type: ignore[attr-defined]
+
     def run_once(self, now: float) -> bool:
         """Maintenance if due, then claim and run at most one job. True if a job ran."""
         self.maintain(now)
-        job, self._next = self._next, None
+        job = self._next_ahead()
         if job is None:
             # Maintenance is due only every few seconds, but `worker stop` promises that no
             # job starts once it asked: read the flag before every claim (one primary-key
@@ -153,8 +191,8 @@ class Worker:
             if job is None:
                 return False
         elif self.stops.level != RUNNING or self._paused():  # came after the chained claim
-            self._next = job
-            self._give_back_next()
+            self._ahead.appendleft(job)
+            self._settle()
             return False
         self.execute(job)
         self.jobs_done += 1
@@ -169,6 +207,7 @@ class Worker:
         heartbeated, `worker stop` and others' lost jobs seen to. The supervisor's SIGCONT on
         resuming, or any stop signal, ends the sleep early. Its row says "paused" meanwhile,
         for `status` and the dashboard."""
+        self._settle()  # what was claimed ahead must not wait out the pause, unrenewed
         while self.stops.level == RUNNING and self._paused():
             if not self._shown_paused:
                 self._show_paused(True)
@@ -179,16 +218,38 @@ class Worker:
         self.store.mark_paused(self.identity.id, paused)
         self._shown_paused = paused
 
-    def _give_back_next(self) -> None:
-        """Unclaim a chained job that will not run here (the worker stops). If the database is
-        unreachable, its lease runs out and another worker recovers it."""
-        job, self._next = self._next, None
-        if job is None:
+    def _next_ahead(self) -> Job | None:
+        """The next job claimed ahead, if any. Jobs ahead have no heartbeat: once half their
+        lease is gone (a batch that ran long, a worker frozen meanwhile) they are given back
+        instead, as another worker may soon take them over."""
+        if self._ahead and time.monotonic() >= self._ahead_good_until:
+            self._batch_size = 1
+            self._settle()
+        return self._ahead.popleft() if self._ahead else None
+
+    def _settle(self, once: bool = False) -> None:
+        """Record the results held back and give back the jobs claimed ahead, in one
+        transaction: before the worker stops, pauses, or runs a job that turned out long.
+        Retries through an outage as any result does (_durably), unless `once` (a running job's
+        supervision must go on; the next commit takes them along). If the database stays
+        away, the jobs ahead are recovered when their lease runs out, and the held results
+        from the journal."""
+        if not self._held and not self._ahead:
             return
-        try:
-            self.store.unclaim(job, self.clock())
-        except QueueError as exc:
-            self._say(f"could not give back job {job.id} ({exc}); it will be recovered")
+        give_back = list(self._ahead)
+        records = [record for _, record, _ in self._held]
+        job = self._held[0][0] if self._held else give_back[0]
+        def settle():
+            return self.store.record_batch(records, self.identity, self.clock(),
+                                           self.settings["lease-seconds"], claim=0,
+                                           give_back=give_back)
+        outcome = settle() if once else self._durably(job, settle)
+        if outcome is GAVE_UP:
+            self._ahead.clear()
+            return
+        assert isinstance(outcome, tuple)
+        results, _ = outcome
+        self._committed(results, give_back, [], running=once)
 
     def maintain(self, now: float, force: bool = False) -> None:
         """Every MAINTENANCE_SECONDS (heartbeat-seconds if shorter): reread settings, honour
@@ -221,12 +282,20 @@ class Worker:
             for w in self.store.workers_on_host(self.identity.host)
             if w["id"] != self.identity.id and not process_alive(w["pid"], w["pid_started"])
         ]
+        journal_of = None
+        if self.store.db.dialect == "sqlite":
+            queue_file = self._queue_file()
+            def journal_of(worker_id: str):
+                return journal.read(journal_path(queue_file, worker_id))
         for job, state in self.store.recover_lost(
-            now, self.settings, dead_worker_ids=dead_here, stop_leftovers=self._stop_leftovers
+            now, self.settings, dead_worker_ids=dead_here, stop_leftovers=self._stop_leftovers,
+            journal_of=journal_of,
         ):
             self._say(f"recovered job {job.id} from a lost worker ({job.worker_id}): now {state}")
         for worker_id in dead_here:
             self.store.unregister_worker(worker_id)
+            if self.store.db.dialect == "sqlite":  # its jobs are recovered, its results too
+                journal.discard(journal_path(self._queue_file(), worker_id))
         self.store.forget_dead_workers(now - 3 * self.settings["lease-seconds"])
 
     def _stop_leftovers(self, job: Job) -> None:
@@ -267,6 +336,11 @@ class Worker:
         self._say(f"job {job.id} started (run {job.runs}): {job.command}")
         started = time.monotonic()
         self._lease_until = started + self.settings["lease-seconds"]
+        # When it really started, for its attempt's record: a job claimed ahead in a batch
+        # was claimed a little earlier.
+        job.started_at = self.clock()
+        if self._journal is not None:
+            self._write_journal(lambda: self._journal.started(job, job.started_at))  # type: ignore[union-attr,arg-type]
         try:
             running = RunningJob(job.command, cwd=job.cwd, env=self._job_env(job),
                                  output_limit=self.settings["output-limit"])
@@ -285,9 +359,16 @@ class Worker:
         exit_code, error = describe_exit(running.returncode or 0)
         elapsed = time.monotonic() - started
         if error is None:
-            recorded = self._record(job, lambda: self.store.complete(
-                job, self.clock(), exit_code, output=running.output))
-            self._report(recorded, f"job {job.id} completed in {elapsed:.2f}s",
+            finished_at = self.clock()
+            done = f"job {job.id} completed in {elapsed:.2f}s"
+            record = lambda: self.store.complete(job, finished_at, exit_code,  # noqa: E731
+                                                 output=running.output)
+            short = elapsed < HOLD_SECONDS and running.output.total <= HOLD_OUTPUT_BYTES \
+                and not running.output.dropped
+            if short and self._hold(job, record, done, finished_at, running.output):
+                return
+            recorded = self._record(job, record, short=short)
+            self._report(recorded, done,
                          f"job {job.id} finished but was no longer ours; result discarded")
         else:
             last = running.output.last_line()
@@ -354,6 +435,10 @@ class Worker:
                 next_cancel_check = now_mono + CANCEL_CHECK_SECONDS
                 if not process_recorded:
                     process_recorded = True
+                    # No longer a short job: the batch it came in is recorded and given back
+                    # now, not after it, and the next claims take one job at a time.
+                    self._batch_size = 1
+                    self._guarded(lambda: self._settle(once=True))
                     self._guarded(lambda: self.store.set_process(job, running.pgid,
                                                                  running.stamp()))
                 if self.store.db.changed() and self._cancel_requested(job):
@@ -417,20 +502,77 @@ class Worker:
             self._lease_until = time.monotonic() + self.settings["lease-seconds"]
         return renewed
 
-    def _record(self, job: Job, record: Callable[[], object]) -> object:
-        """Record a run's result as _durably does and, when the worker goes on working, claim
-        its next job in the same transaction (kept in self._next for run_once)."""
-        if self.stops.level != RUNNING or self._paused():
-            return self._durably(job, record)
+    def _hold(self, job: Job, record: Callable[[], object], done: str, finished_at: float,
+              output) -> bool:
+        """Hold back a short job's result for its batch's commit (written to the journal
+        first), if its batch goes on: another job of it is claimed and still good to start.
+        False when the result must be recorded now."""
+        if (self._journal is None or not self._ahead or self.stops.level != RUNNING
+                or self._paused() or time.monotonic() >= self._ahead_good_until):
+            return False
+        printed = bytes(output.head) + bytes(output.tail)
+        if not self._write_journal(lambda: self._journal.ended(  # type: ignore[union-attr]
+                job, job.started_at or finished_at, finished_at, 0, printed)):
+            return False
+        self._held.append((job, record, done))
+        return True
+
+    def _write_journal(self, write: Callable[[], None]) -> bool:
+        """A journal that cannot be written (a full disk) ends batches for good: what it holds
+        is recorded now, and every job after that on its own."""
+        try:
+            write()
+            return True
+        except OSError as exc:
+            self._say(f"could not write the journal ({exc}); recording every job on its own")
+        self._batch_size = 1
+        self._settle()
+        journal_file, self._journal = self._journal, None
+        if journal_file is not None:
+            journal_file.close(remove=not self._held)
+        return False
+
+    def _record(self, job: Job, record: Callable[[], object], short: bool = False) -> object:
+        """Record a run's result as _durably does, with the results held back (one commit for
+        the batch), and when the worker goes on working and has nothing claimed ahead, claim
+        its next jobs in the same transaction (kept in self._ahead for run_once): as many as
+        the batch size, which doubles after each `short` job up to BATCH_MOST and is back to
+        one after any other. A stopping or pausing worker gives back what it claimed ahead."""
+        going_on = self.stops.level == RUNNING and not self._paused()
+        if self._journal is not None:
+            self._batch_size = min(self._batch_size * 2, BATCH_MOST) if short else 1
         # No changed() before this claim (run_once notes the version before its own): when
         # this one finds nothing, run_once notes the version and claims once more before the
         # worker waits, so a job committed meanwhile is never left to poll-seconds.
-        outcome = self._durably(job, lambda: self.store.record_and_claim(
-            record, self.identity, self.clock(), self.settings["lease-seconds"]))
+        claim = self._batch_size if going_on and not self._ahead else 0
+        give_back = [] if going_on else list(self._ahead)
+        records = [held for _, held, _ in self._held] + [record]
+        claimed_from = time.monotonic()
+        outcome = self._durably(job, lambda: self.store.record_batch(
+            records, self.identity, self.clock(), self.settings["lease-seconds"], claim=claim,
+            give_back=give_back))
         if outcome is GAVE_UP:  # nothing was recorded, nothing claimed
+            self._ahead.clear()  # left to lease expiry; the journal keeps what was held
             return GAVE_UP
-        result, self._next = outcome  # type: ignore[misc]
-        return result  # type: ignore[has-type]
+        assert isinstance(outcome, tuple)  # for the type checker: not GAVE_UP, so the pair
+        results, claimed = outcome
+        if claimed:
+            self._ahead_good_until = claimed_from + self.settings["lease-seconds"] / 2
+        self._committed(results[:-1], give_back, claimed)
+        return results[-1]
+
+    def _committed(self, held_results: list, given_back: list[Job], claimed: list[Job],
+                   running: bool = False) -> None:
+        """After a commit that recorded the held results (and maybe gave back or claimed)."""
+        for (job, _, done), recorded in zip(self._held, held_results, strict=True):
+            self._report(recorded, done,
+                         f"job {job.id} finished but was no longer ours; result discarded")
+        self._held.clear()
+        if self._journal is not None:
+            self._journal.committed(running=running)
+        if given_back:
+            self._ahead.clear()
+        self._ahead.extend(claimed)
 
     def _durably(self, job: Job, record: Callable[[], object]) -> object:
         """Record a run's result, retrying through a database outage. Every write of a result

@@ -51,8 +51,9 @@ def queue(tmp_path) -> Path:
     return db
 
 
-def files_of(db: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in db.parent.iterdir() if p.name.startswith(db.name)}
+def files_of(db: Path) -> dict[str, bytes | list[str]]:
+    return {p.name: p.read_bytes() if p.is_file() else sorted(os.listdir(p))
+            for p in db.parent.iterdir() if p.name.startswith(db.name)}
 
 
 def refused(db: Path, says: str) -> str:
@@ -106,6 +107,15 @@ def test_a_wal_or_shm_file_others_can_write_is_refused(queue, suffix):
     side.touch()
     os.chmod(side, 0o666)
     refused(queue, f"{side} is writable by every user (mode 0666)")
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o1777])
+def test_a_journals_folder_others_can_write_is_refused_sticky_or_not(queue, mode):
+    """A worker's journal says which jobs finished: recovery records what it says."""
+    journals = Path(f"{queue}-journals")
+    journals.mkdir()
+    os.chmod(journals, mode)
+    refused(queue, f"its journals folder {journals} is writable by every user")
 
 
 @needs_root
@@ -170,8 +180,8 @@ def test_a_queue_made_under_umask_002_is_accepted_by_its_own_worker(tmp_path):
     result = run(db, "worker", "start", "--burst", "--quiet", umask=0o002)
     assert result.returncode == 0, result.stderr
     assert job_state(db, "job") == "completed"
-    for side in db.parent.glob("q.db-*"):
-        assert stat.S_IMODE(side.stat().st_mode) == 0o600, side
+    for side in db.parent.glob("q.db-*"):  # -wal, -shm, and the workers' -journals folder
+        assert stat.S_IMODE(side.stat().st_mode) == (0o700 if side.is_dir() else 0o600), side
 
 
 # -- what a job sees of its worker's environment -------------------------------------------------

@@ -179,16 +179,16 @@ def test_a_result_that_arrives_after_a_take_over_is_discarded(store, sqlite_data
     clock = Clock(T0)
     worker = make_worker(store, clock)
     rescuer = open_store(sqlite_database)
-    real_record = store.record_and_claim
+    real_record = store.record_batch
 
     def lose_the_lease_then_record(*args, **kwargs):
         # The run has ended; before its result is written, another worker takes the job over.
-        store.record_and_claim = real_record
+        store.record_batch = real_record
         lease_end = store.get(job_id).lease_expires_at
         rescuer.recover_lost(lease_end + 1, rescuer.settings())
         return real_record(*args, **kwargs)
 
-    store.record_and_claim = lose_the_lease_then_record
+    store.record_batch = lose_the_lease_then_record
     try:
         assert step(worker, clock, T0) is True
     finally:
@@ -371,7 +371,7 @@ def test_a_job_that_ends_while_paused_is_recorded_without_claiming_the_next(stor
     pause.set(True)  # while the job runs
     worker.execute(job)
     assert store.get(running).state == "completed"
-    assert (store.get(waiting).state, worker._next) == ("pending", None)
+    assert (store.get(waiting).state, list(worker._ahead)) == ("pending", [])
 
 
 def test_a_lost_run_whose_group_never_reached_the_database_is_found_by_its_environment(

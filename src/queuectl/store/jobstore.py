@@ -37,6 +37,7 @@ TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations here are neve
 if TYPE_CHECKING:
     from typing import Any
 
+    from queuectl.journal import JournalEntry
     from queuectl.store.connector import Connector
 
 SCHEMA_VERSION = 5
@@ -312,21 +313,60 @@ class JobStore:
                          lease_seconds: float) -> tuple[Any, Job | None]:
         """Record a run's result (`record` is one of complete/fail/...) and claim this worker's
         next job in the same transaction: one commit per job instead of two, which is most of
-        a SQLite worker's own cost. Both or neither: if anything fails, nothing is written and
-        the caller may try again. No claim when `worker stop` asked this worker to stop (the
-        claim statement reads the flag, inside the transaction, so a stop that committed first
-        always wins). The claim's parameters are made before and its Job after the
-        transaction: on SQLite, Python inside it holds the one write lock."""
-        chained = self._chained = _ChainedClaim(*self._claim_statement(worker, now,
-                                                                       lease_seconds))
+        a SQLite worker's own cost. See record_batch."""
+        [result], claimed = self.record_batch([record], worker, now, lease_seconds, claim=1)
+        return result, claimed[0] if claimed else None
+
+    def record_batch(self, records: builtins.list[Callable[[], Any]], worker: WorkerIdentity,
+                     now: float, lease_seconds: float, claim: int = 1,
+                     give_back: Iterable[Job] = (),
+                     ) -> tuple[builtins.list[Any], builtins.list[Job]]:
+        """In one transaction: record runs' results (each of `records` is a bound
+        complete/fail/... call), give back jobs claimed ahead that will not run here, and claim
+        up to `claim` jobs for this worker. Returns what each record returned and the jobs
+        claimed, in the order they were claimed (best first).
+
+        All or nothing: if anything fails, nothing is written and the caller may try again.
+        No claim when `worker stop` asked this worker to stop (the claim statement reads the
+        flag, inside the transaction, so a stop that committed first always wins). Each claim
+        is the one-job claim statement, run `claim` times: every job is taken under the same
+        guard as always. The claims' parameters are made before and their Jobs after the
+        transaction: on SQLite, Python inside it holds the one write lock. On PostgreSQL the
+        first claim travels with the last result (DECISIONS.md 26)."""
+        statements = [self._claim_statement(worker, now, lease_seconds) for _ in range(claim)]
+        give_back = builtins.list(give_back)
+        # Sent with the last result, the claim commits with it on PostgreSQL: only when it is
+        # the transaction's last statement.
+        chained = _ChainedClaim(*statements[0]) if claim == 1 and records and not give_back \
+            else None
+        rows: builtins.list[dict] = []
+        results: builtins.list[Any] = []
         try:
             with self.db.transaction():
-                result = record()
-                row = chained.row if chained.sent else self.db.fetch_one_last(
-                    chained.name, chained.params)
+                for index, record in enumerate(records):
+                    if index == len(records) - 1:
+                        self._chained = chained  # the last result's statement may take it along
+                    results.append(record())
+                self._chained = None
+                for job in give_back:
+                    self.db.execute("unclaim_job", {"id": job.id, "token": job.lease_token,
+                                                    "now": now})
+                if chained is not None and chained.sent:
+                    statements.pop(0)
+                    if chained.row is not None:
+                        rows.append(chained.row)
+                    else:
+                        statements.clear()  # nothing due (or asked to stop): claim no more
+                for number, (name, params) in enumerate(statements, 1):
+                    fetch = self.db.fetch_one_last if number == len(statements) else \
+                        self.db.fetch_one
+                    row = fetch(name, params)
+                    if row is None:
+                        break
+                    rows.append(row)
         finally:
             self._chained = None
-        return result, row_to_job(row) if row else None
+        return results, [row_to_job(row) for row in rows]
 
     def unclaim(self, job: Job, now: float) -> bool:
         """Give back a job that was claimed but never started (its worker was asked to stop
@@ -497,6 +537,7 @@ class JobStore:
         settings: Settings,
         dead_worker_ids: Iterable[str] = (),
         stop_leftovers: Callable[[Job], None] | None = None,
+        journal_of: Callable[[str], dict[str, JournalEntry] | None] | None = None,
     ) -> list[tuple[Job, str]]:
         """Take back every job whose lease expired, or whose worker is known dead: pending
         again without charging an attempt, or dead once it has lost `max-crashes` workers.
@@ -506,6 +547,10 @@ class JobStore:
         owner, if merely frozen, is fenced out from here on); then `stop_leftovers` kills what
         is left of the old run (on this host); only then is the job made claimable, so a second
         copy can never start while the first still runs here.
+
+        `journal_of(worker_id)` reads a lost worker's journal (journal.py), if it kept one:
+        a job whose result it holds is recorded with that result, and one it claimed ahead but
+        never started is given back as if never claimed (no run, no crash counted).
         """
         candidates: builtins.list[tuple[dict, str | None]] = [
             (row, None) for row in self.db.fetch_all("expired_jobs", {"now": now})]
@@ -514,6 +559,12 @@ class JobStore:
                 (row, worker_id)
                 for row in self.db.fetch_all("jobs_of_worker", {"worker_id": worker_id})
             ]
+        # Read before any take-over: once a worker on the host has recovered every job of a
+        # dead worker, it removes that worker's journal.
+        journals: dict[str, dict[str, JournalEntry] | None] = {}
+        if journal_of is not None:
+            for worker_id in {row["worker_id"] for row, _ in candidates if row["worker_id"]}:
+                journals[worker_id] = journal_of(worker_id)
         recovered = []
         for row, dead_worker_id in candidates:
             job = row_to_job(row)
@@ -529,7 +580,14 @@ class JobStore:
                 continue  # renewed meanwhile, or another worker got there first
             if stop_leftovers is not None:
                 stop_leftovers(job)
-            job.lease_token = new_token
+            old_token, job.lease_token = job.lease_token, new_token
+            journal = journals.get(job.worker_id) if job.worker_id else None
+            if journal is not None:
+                replayed = self._replay(job, journal.get(old_token or ""), now, settings,
+                                        cancel=bool(row.get("cancel_requested")))
+                if replayed is not None:
+                    recovered.append((job, replayed))
+                    continue
             crashes = job.crashes + 1
             lost_too_often = crashes >= settings["max-crashes"]
             state = DEAD if lost_too_often else PENDING
@@ -552,6 +610,30 @@ class JobStore:
                             finished=lost_too_often, crashes=crashes):
                 recovered.append((job, state))
         return recovered
+
+    def _replay(self, job: Job, entry: JournalEntry | None, now: float, settings: Settings,
+                cancel: bool) -> str | None:
+        """What a lost worker's journal says of `job` (whose lease the caller has taken over):
+        its new state, or None when the journal cannot tell (the job was running: a crash)."""
+        if entry is None:  # claimed ahead, never started: as if never claimed
+            if cancel:
+                done = self._finish(job, now, state=CANCELLED, attempts=job.attempts,
+                                    run_at=job.run_at, outcome="cancelled", exit_code=None,
+                                    error="cancelled by user before it started",
+                                    finished=True)
+                return CANCELLED if done else None
+            if not self.unclaim(job, now):
+                return None
+            return FAILED if job.attempts > 0 else PENDING  # as unclaim_job decides
+        if entry.exit_code is None:
+            return None
+        output = OutputCapture(settings["output-limit"])
+        output.feed(entry.output)
+        job.started_at = entry.started_at
+        done = self._finish(job, entry.finished_at or now, state=COMPLETED,
+                            attempts=job.attempts + 1, run_at=job.run_at, outcome="completed",
+                            exit_code=entry.exit_code, error=None, finished=True, output=output)
+        return COMPLETED if done else None
 
     def workers_on_host(self, host: str) -> list[dict]:
         return self.db.fetch_all("workers_on_host", {"host": host})

@@ -1,0 +1,129 @@
+"""A SQLite worker's journal: which of its claimed jobs it started, and the results it holds.
+
+A SQLite worker that runs short jobs back to back records them in batches (DECISIONS.md §30):
+it claims several jobs in one transaction and records their results with the next claim, one
+commit per batch instead of one per job. Between two commits a finished job's result lives
+only in the worker's memory, so the worker first writes it here: one line appended to a file
+of its own next to the queue file, with a plain `write` and no `fsync`. Such a line survives
+the death of any process (it is in the kernel's page cache as soon as `write` returns); only
+a power cut or a kernel crash can lose it, and those can lose a SQLite worker's last commits
+too (`synchronous=NORMAL`, §8). So a held result is as safe as a recorded one.
+
+Before each job starts, a "started" line names its claim (the lease token). A worker that
+recovers a dead worker's jobs reads its journal (`read`): a job with a result line is
+recorded with that result; a job with only a started line crashed its worker (a crash is
+charged, as always); a job the journal does not name was claimed ahead and never started, so
+it is given back uncharged. A worker with no journal file (PostgreSQL, an older queuectl) is
+recovered as before: every job of it charged a crash.
+
+The file is emptied after each commit that recorded what it held, and removed when the worker
+exits with nothing held.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+
+from queuectl.models import Job
+from queuectl.record import Record
+
+
+class JournalEntry(Record):
+    """What a dead worker's journal says of one claim (by its lease token)."""
+
+    job_id: str
+    started_at: float
+    exit_code: int | None = None  # None: started, no result (it was running when it died)
+    finished_at: float | None = None
+    output: bytes = b""
+
+
+def journal_path(queue_file: str, worker_id: str) -> str:
+    """Where the worker `worker_id` of the queue in `queue_file` keeps its journal: in a folder
+    next to the queue file, so any worker of that queue can read it (another container on the
+    same host included)."""
+    return os.path.join(queue_file + "-journals", worker_id.replace("/", "_") + ".journal")
+
+
+class Journal:
+    """The writing side, one per worker process."""
+
+    def __init__(self, path: str):
+        self.path = path
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+                           | os.O_CLOEXEC, 0o600)
+        self._running_line = b""  # the started line of the job running now, if any
+
+    def started(self, job: Job, at: float) -> None:
+        """Before the job's command is spawned: from here on a death of the worker charges it
+        a crash instead of giving it back."""
+        line = _line({"job": job.id, "token": job.lease_token, "started": at})
+        self._running_line = line
+        os.write(self._fd, line)
+
+    def ended(self, job: Job, started_at: float, finished_at: float, exit_code: int,
+              output: bytes) -> None:
+        """The job's result, written before the worker holds it back."""
+        self._running_line = b""
+        os.write(self._fd, _line({
+            "job": job.id, "token": job.lease_token, "started": started_at,
+            "finished": finished_at, "exit": exit_code,
+            "output": base64.b64encode(output).decode("ascii"),
+        }))
+
+    def committed(self, running: bool = False) -> None:
+        """Everything held is recorded: empty the file, keeping the started line of the job
+        still `running` (a batch is also committed at a long job's first cancel check)."""
+        os.ftruncate(self._fd, 0)
+        if running and self._running_line:
+            os.write(self._fd, self._running_line)
+        else:
+            self._running_line = b""
+
+    def close(self, remove: bool) -> None:
+        """On exit. Kept (remove=False) when results are still held in it: a recovering worker
+        records them."""
+        os.close(self._fd)
+        if remove:
+            discard(self.path)
+
+
+def _line(fields: dict) -> bytes:
+    return (json.dumps(fields, separators=(",", ":")) + "\n").encode()
+
+
+def read(path: str) -> dict[str, JournalEntry] | None:
+    """A journal's entries by lease token, or None when there is no journal (the worker kept
+    none, or it was removed). A line that does not parse is skipped: a write cut short can
+    only be the last one, and what it would have said is then lost as if never written (a
+    result: its job counts as crashed; a start: as never started, and it had not yet been
+    spawned)."""
+    try:
+        with open(path, "rb") as file:
+            text = file.read()
+    except FileNotFoundError:
+        return None
+    entries: dict[str, JournalEntry] = {}
+    for raw in text.splitlines():
+        try:
+            fields = json.loads(raw)
+            token, job_id, started = fields["token"], fields["job"], float(fields["started"])
+            if "exit" in fields:
+                entries[token] = JournalEntry(
+                    job_id, started, int(fields["exit"]), float(fields["finished"]),
+                    base64.b64decode(fields["output"]))
+            elif token not in entries:
+                entries[token] = JournalEntry(job_id, started)
+        except (ValueError, KeyError, TypeError):
+            continue
+    return entries
+
+
+def discard(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

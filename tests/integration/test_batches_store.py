@@ -1,0 +1,151 @@
+"""The store's side of batches (DECISIONS.md 30), on every backend: several results, give-backs
+and claims in one transaction, and recovery that reads a lost worker's journal."""
+
+from __future__ import annotations
+
+import pytest
+
+from queuectl.errors import QueueError
+from queuectl.journal import JournalEntry
+from queuectl.models import NewJob
+
+from .common import T0, A, B
+
+LEASE = 15.0
+
+
+def new(job_id: str, command: str = "true", **fields) -> NewJob:
+    return NewJob(id=job_id, command=command, **fields)
+
+
+def test_record_batch_claims_up_to_the_batch_size_best_first(store):
+    store.enqueue([new("a"), new("b"), new("urgent", priority=5), new("c")], T0)
+    store.register_worker(A, T0)
+    results, claimed = store.record_batch([], A, T0, LEASE, claim=3)
+    assert results == []
+    assert [j.id for j in claimed] == ["urgent", "a", "b"]
+    assert {store.get(j.id).state for j in claimed} == {"processing"}
+    assert len({j.lease_token for j in claimed}) == 3  # one claim each, each fenced alone
+    results, claimed = store.record_batch([], A, T0, LEASE, claim=3)
+    assert [j.id for j in claimed] == ["c"]  # what is left
+
+
+def test_record_batch_records_every_result_and_claims_the_next_batch(store):
+    store.enqueue([new(f"j{i}") for i in range(5)], T0)
+    store.register_worker(A, T0)
+    _, first = store.record_batch([], A, T0, LEASE, claim=2)
+    records = [lambda job=job: store.complete(job, T0 + 1) for job in first]
+    results, second = store.record_batch(records, A, T0 + 1, LEASE, claim=2)
+    assert results == [True, True]
+    assert [store.get(j.id).state for j in first] == ["completed"] * 2
+    assert [j.id for j in second] == ["j2", "j3"]
+
+
+def test_record_batch_is_all_or_nothing(store):
+    store.enqueue([new("a"), new("b"), new("c")], T0)
+    store.register_worker(A, T0)
+    _, [a, b] = store.record_batch([], A, T0, LEASE, claim=2)
+
+    def broken():
+        raise QueueError("the database went away")
+
+    with pytest.raises(QueueError):
+        store.record_batch([lambda: store.complete(a, T0 + 1), broken], A, T0 + 1, LEASE,
+                           claim=1)
+    assert [store.get(x).state for x in "abc"] == ["processing", "processing", "pending"]
+
+
+def test_record_batch_gives_back_what_was_claimed_ahead(store):
+    store.enqueue([new("a"), new("b"), new("c")], T0)
+    store.register_worker(A, T0)
+    _, [a, b, c] = store.record_batch([], A, T0, LEASE, claim=3)
+    results, claimed = store.record_batch([lambda: store.complete(a, T0 + 1)], A, T0 + 1,
+                                          LEASE, claim=0, give_back=[b, c])
+    assert (results, claimed) == ([True], [])
+    for job_id in "bc":
+        job = store.get(job_id)
+        assert (job.state, job.runs, job.worker_id, job.lease_token) == ("pending", 0, None,
+                                                                        None)
+
+
+def test_record_batch_claims_nothing_for_a_worker_asked_to_stop(store):
+    store.enqueue([new("a"), new("b")], T0)
+    store.register_worker(A, T0)
+    store.request_stop(alive_since=T0 - 1)
+    assert store.record_batch([], A, T0, LEASE, claim=2) == ([], [])
+    assert store.counts()["pending"] == 2
+
+
+# -- recovery with a journal --------------------------------------------------------------------
+
+
+def lost_batch(store, *extra: NewJob):
+    """Worker A claims a batch of three and dies: `done` finished (its result only in the
+    journal), `running` was running, `ahead` never started."""
+    store.enqueue([new("done"), new("running"), new("ahead"), *extra], T0)
+    store.register_worker(A, T0)
+    _, claimed = store.record_batch([], A, T0, LEASE, claim=3 + len(extra))
+    return {job.id: job for job in claimed}
+
+
+def test_recovery_records_held_results_and_gives_back_jobs_that_never_started(store):
+    jobs = lost_batch(store)
+    journal = {
+        jobs["done"].lease_token: JournalEntry("done", T0 + 1, 0, T0 + 2, b"printed\n"),
+        jobs["running"].lease_token: JournalEntry("running", T0 + 2),
+    }
+    recovered = store.recover_lost(T0 + 3, store.settings(), dead_worker_ids=[A.id],
+                                   journal_of=lambda worker_id: journal)
+    assert sorted((job.id, state) for job, state in recovered) == [
+        ("ahead", "pending"), ("done", "completed"), ("running", "pending")]
+
+    done = store.get("done")
+    assert (done.state, done.attempts, done.crashes, done.runs, done.exit_code) == (
+        "completed", 1, 0, 1, 0)
+    [attempt] = store.attempts("done")
+    assert (attempt["outcome"], attempt["started_at"], attempt["finished_at"]) == (
+        "completed", T0 + 1, T0 + 2)
+    assert b"".join(data for _, data in store.output("done", 1)) == b"printed\n"
+
+    running = store.get("running")  # it was running when its worker died: a crash, as ever
+    assert (running.state, running.attempts, running.crashes, running.runs) == (
+        "pending", 0, 1, 1)
+    assert [a["outcome"] for a in store.attempts("running")] == ["crashed"]
+
+    ahead = store.get("ahead")  # as if never claimed: no run, no crash, no history
+    assert (ahead.state, ahead.attempts, ahead.crashes, ahead.runs) == ("pending", 0, 0, 0)
+    assert store.attempts("ahead") == []
+
+
+def test_recovery_without_a_journal_charges_every_job_a_crash_as_before(store):
+    lost_batch(store)
+    recovered = store.recover_lost(T0 + 3, store.settings(), dead_worker_ids=[A.id],
+                                   journal_of=lambda worker_id: None)
+    assert sorted(state for _, state in recovered) == ["pending"] * 3
+    assert [store.get(j).crashes for j in ("done", "running", "ahead")] == [1, 1, 1]
+
+
+def test_a_job_cancelled_while_it_waited_in_a_lost_batch_ends_cancelled(store):
+    jobs = lost_batch(store)
+    assert store.cancel("ahead", T0 + 1) == "cancelling"  # it looked running
+    recovered = store.recover_lost(T0 + 3, store.settings(), dead_worker_ids=[A.id],
+                                   journal_of=lambda worker_id: {})
+    assert ("ahead", "cancelled") in [(job.id, state) for job, state in recovered]
+    ahead = store.get("ahead")
+    assert (ahead.state, ahead.crashes) == ("cancelled", 0)
+    assert jobs  # the others were in no journal either: never started, given back
+    assert store.get("done").state == "pending"
+
+
+def test_a_held_result_is_refused_once_another_worker_took_the_job_over(store):
+    jobs = lost_batch(store)
+    stale_journal = {jobs["done"].lease_token: JournalEntry("done", T0 + 1, 0, T0 + 2)}
+    # B takes everything over first (lease expired, no journal read)...
+    store.recover_lost(T0 + LEASE + 1, store.settings(), journal_of=None)
+    store.register_worker(B, T0 + LEASE + 1)
+    again = store.claim(B, T0 + LEASE + 2, LEASE)
+    assert again is not None
+    # ...so A's journal, read late, speaks of claims that are no longer anyone's.
+    assert store.recover_lost(T0 + LEASE + 3, store.settings(), dead_worker_ids=[A.id],
+                              journal_of=lambda worker_id: stale_journal) == []
+    assert store.get(again.id).state == "processing"
