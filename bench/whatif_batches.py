@@ -1,19 +1,15 @@
-"""What-if: what would more than one job per SQLite transaction buy figure 1?
+"""What-if: what does more than one job per SQLite transaction buy figure 1?
 
     python bench/whatif_batches.py [--workers 2] [--jobs 2000] [--rounds 4]
 
-Not a feature and not a test: a measurement for whoever decides whether workers should claim
-and record jobs in batches (see DECISIONS.md §29). Each round drains the same `true` jobs with
-N worker processes in each of these ways, back to back:
+Not a test: a measurement behind DECISIONS.md §29 and §30. Each round drains the same `true`
+jobs with N worker processes in each of these ways, back to back:
 
-- `shipped`: `Worker.run`, one transaction per job (the result of job N and the claim of N + 1).
-- `batches of K`: the same Worker running each job, but results are held back and written
-  with the claim of the next K jobs, one transaction per K jobs. A prototype of the speed
-  only: it keeps none of the guarantees a real batch would need (see §29).
-- `batches of 8, journaled`: the same, plus what would make a batch as safe as a recorded
-  result on SQLite (§29): a line appended to a file of the worker's own before each job
-  starts and after it ends (plain `write`, no `fsync`), the file emptied once the batch is
-  committed. Three system calls per job and one per batch, to price them.
+- `one job per transaction`: `Worker.run` with its journal refused, so it records each job
+  in the transaction that claims the next (what shipped before batches, and what a worker
+  does on PostgreSQL).
+- `batches (shipped)`: `Worker.run` as `worker start` runs it on SQLite: short jobs claimed
+  and recorded up to BATCH_MOST per transaction, each result held in the journal meanwhile.
 - `no database`: each process claims its share of jobs before the clock starts, from a
   queue file of its own, and records nothing: the worker's Python, spawn and wait alone.
 - `xargs -PN`, the figure's baseline.
@@ -39,7 +35,6 @@ from common import CLI_CODE, ROOT, median, remove_sqlite, write_jobs  # noqa: E4
 
 WORKER = """
 import os, sys, time
-from collections import deque
 from queuectl.heap import keep_freed_memory
 from queuectl.models import NewJob
 from queuectl.runner import close_inherited_fds
@@ -49,88 +44,51 @@ from queuectl.worker import Worker, new_identity
 
 keep_freed_memory()
 close_inherited_fds()
-db, batch, share = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-journal = None
-if sys.argv[4] == "journal":
-    journal = os.open(f"{db}-journal-{os.getpid()}",
-                      os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+db, mode, share = sys.argv[1], sys.argv[2], int(sys.argv[3])
 identity = new_identity()
 # No database: a queue file of this process's own, used only before the clock starts.
-store = open_store(f"{db}-own-{os.getpid()}" if batch == 0 else db, durable=False)
+store = open_store(f"{db}-own-{os.getpid()}" if mode == "none" else db, durable=False)
 worker = Worker(store, identity, watchdog=Watchdog(), verbose=False)
-if batch != 1:  # Worker.run registers itself
+if mode == "single":
+    worker.use_journal = lambda: False  # no journal, no batches
+claimed = []
+if mode == "none":  # this process's share, claimed before the clock starts
     store.register_worker(identity, time.time())
-claimed = deque()
-held = []
-
-def claim(count):
-    for _ in range(count):
-        job = store.claim(identity, time.time(), 60.0)
-        if job is None:
-            return
-        claimed.append(job)
-
-def record_in_batches(job, record):
-    if journal is not None:
-        os.write(journal, f"ended {job.id} {job.lease_token} 0\\n".encode())
-    held.append(record)
-    if claimed and len(held) < batch:
-        return True
-    with store.db.transaction():
-        for each in held:
-            each()
-        claim(batch)
-    held.clear()
-    if journal is not None:
-        os.ftruncate(journal, 0)
-    return True
-
-if batch == 0:  # no database: this process's share, claimed before the clock starts
     store.enqueue([NewJob(id=None, command="true", cwd=os.getcwd()) for _ in range(share)],
                   time.time())
-    claim(share)
-    worker._record = lambda job, record: True
-elif batch > 1:
-    worker._record = record_in_batches
-    with store.db.transaction():
-        claim(batch)
+    _, claimed = store.record_batch([], identity, time.time(), 60.0, claim=share)
+    worker._record = lambda job, record, short=False: True
 cpu, started = time.process_time(), time.time()
-if batch == 1:
+if mode == "none":
+    for job in claimed:
+        worker.execute(job)
+    done = len(claimed)
+else:
     worker.run(burst=True)
     done = worker.jobs_done
-else:
-    done = 0
-    while claimed:
-        job = claimed.popleft()
-        if journal is not None:
-            os.write(journal, f"started {job.id} {job.lease_token} {job.runs}\\n".encode())
-        worker.execute(job)
-        done += 1
 print(done, started, time.time(), time.process_time() - cpu)
 """
 
-VARIANTS = [("shipped", 1, False), ("batches of 4", 4, False), ("batches of 8", 8, False),
-            ("batches of 8, journaled", 8, True), ("batches of 16", 16, False),
-            ("no database", 0, False)]
+VARIANTS = [("one job per transaction", "single"), ("batches (shipped)", "batches"),
+            ("no database", "none")]
 
 
 def drain(src: str, db: str, jobs_file: str, jobs: int, workers: int,
-          batch: int, journal: bool) -> tuple[float, float]:
+          mode: str) -> tuple[float, float]:
     """(jobs/s, worker CPU µs per job) for one fresh queue."""
     env = dict(os.environ, PYTHONPATH=os.path.abspath(src))
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     remove_sqlite(db)
-    if batch:
+    if mode != "none":
         subprocess.run([sys.executable, "-c", CLI_CODE, "--db", db, "enqueue", "--file",
                         jobs_file], env=env, check=True, stdout=subprocess.DEVNULL)
     shares = [jobs // workers + (i < jobs % workers) for i in range(workers)]
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, db, str(batch), str(share),
-                               "journal" if journal else "-"],
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, db, mode, str(share)],
                               env=env, stdout=subprocess.PIPE, text=True) for share in shares]
     outputs = [p.communicate()[0].split() for p in procs]
     done = sum(int(out[0]) for out in outputs)
     if done != jobs:
-        raise SystemExit(f"batch {batch}: the workers ran {done} of {jobs} jobs")
+        raise SystemExit(f"{mode}: the workers ran {done} of {jobs} jobs")
     elapsed = max(float(out[2]) for out in outputs) - min(float(out[1]) for out in outputs)
     return jobs / elapsed, sum(float(out[3]) for out in outputs) / jobs * 1e6
 
@@ -150,9 +108,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--src", default=os.path.join(ROOT, "src"))
     args = parser.parse_args()
-    rates: dict[str, list[float]] = {name: [] for name, _, _ in VARIANTS}
+    rates: dict[str, list[float]] = {name: [] for name, _ in VARIANTS}
     rates["xargs"] = []
-    cpu: dict[str, list[float]] = {name: [] for name, _, _ in VARIANTS}
+    cpu: dict[str, list[float]] = {name: [] for name, _ in VARIANTS}
     with tempfile.TemporaryDirectory(prefix="queuectl-whatif-") as folder:
         os.chdir(folder)  # keep the checkout's queuectl.py off sys.path
         db = os.path.join(folder, "queue.db")
@@ -161,9 +119,8 @@ def main() -> int:
         with open(lines_file, "w") as f:
             f.write("x\n" * args.jobs)
         for number in range(1, args.rounds + 1):
-            for name, batch, journal in VARIANTS:
-                rate, own = drain(args.src, db, jobs_file, args.jobs, args.workers, batch,
-                                  journal)
+            for name, mode in VARIANTS:
+                rate, own = drain(args.src, db, jobs_file, args.jobs, args.workers, mode)
                 rates[name].append(rate)
                 cpu[name].append(own)
             rates["xargs"].append(xargs(lines_file, args.jobs, args.workers))

@@ -156,12 +156,10 @@ class Queue:
     def workers(self) -> builtins.list[dict]:
         """Workers that heartbeat within a lease, less those on this host whose process is
         gone (killed moments ago: their heartbeat is recent, but they are not alive)."""
-        import socket
-
         from queuectl.processes import worker_alive
 
         lease = self.store.settings()["lease-seconds"]
-        host = socket.gethostname()
+        host = os.uname().nodename  # gethostname(), without importing socket
         return [w for w in self.store.live_workers(now() - lease) if worker_alive(w, host)]
 
 

@@ -132,9 +132,26 @@ def test_a_job_cancelled_while_it_waited_in_a_lost_batch_ends_cancelled(store):
                                    journal_of=lambda worker_id: {})
     assert ("ahead", "cancelled") in [(job.id, state) for job, state in recovered]
     ahead = store.get("ahead")
-    assert (ahead.state, ahead.crashes) == ("cancelled", 0)
+    assert (ahead.state, ahead.crashes, ahead.runs, ahead.cancel_requested) == (
+        "cancelled", 0, 0, 0)
+    assert ahead.last_error == "cancelled by user before it started"
+    assert store.attempts("ahead") == []  # it never ran
     assert jobs  # the others were in no journal either: never started, given back
     assert store.get("done").state == "pending"
+    assert store.counts()["cancelled"] == 1
+
+
+def test_a_job_cancelled_while_it_waited_in_a_batch_is_cancelled_when_given_back(store):
+    store.enqueue([new("a"), new("b")], T0)
+    store.register_worker(A, T0)
+    _, [a, b] = store.record_batch([], A, T0, LEASE, claim=2)
+    assert store.cancel("b", T0 + 1) == "cancelling"
+    store.record_batch([lambda: store.complete(a, T0 + 2)], A, T0 + 2, LEASE, claim=0,
+                       give_back=[b])
+    given_back = store.get("b")
+    assert (given_back.state, given_back.runs, given_back.finished_at) == (
+        "cancelled", 0, T0 + 2)
+    assert store.counts()["cancelled"] == 1
 
 
 def test_a_held_result_is_refused_once_another_worker_took_the_job_over(store):

@@ -417,9 +417,16 @@ RETURNING *
 -- name: unclaim_job
 -- A claim undone before its run started: back to waiting (failed if an earlier run failed, as
 -- before the claim), and the run the claim counted is taken back. Claimable again: wake workers.
+-- A cancel asked meanwhile (the job looked running: it waited in its worker's batch) is carried
+-- out now: cancelled.
 WITH changed AS (
     UPDATE jobs
-    SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END, runs = runs - 1,
+    SET state = CASE WHEN cancel_requested <> 0 THEN 'cancelled'
+                     WHEN attempts > 0 THEN 'failed' ELSE 'pending' END,
+        finished_at = CASE WHEN cancel_requested <> 0 THEN %(now)s ELSE finished_at END,
+        last_error = CASE WHEN cancel_requested <> 0 THEN 'cancelled by user before it started'
+                          ELSE last_error END,
+        cancel_requested = 0, runs = runs - 1,
         worker_id = NULL, host = NULL, lease_token = NULL, lease_expires_at = NULL,
         updated_at = %(now)s
     WHERE id = %(id)s AND lease_token = %(token)s AND state = 'processing'

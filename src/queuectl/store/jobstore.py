@@ -370,8 +370,9 @@ class JobStore:
 
     def unclaim(self, job: Job, now: float) -> bool:
         """Give back a job that was claimed but never started (its worker was asked to stop
-        right after a chained claim): as if it had not been claimed, so no run is counted
-        and no attempt recorded."""
+        right after a chained claim, or it waited in a batch): as if it had not been claimed,
+        so no run is counted and no attempt recorded. A cancel asked meanwhile ends it
+        cancelled."""
         with self.db.transaction():
             return self.db.execute("unclaim_job", {"id": job.id, "token": job.lease_token,
                                                    "now": now}) == 1
@@ -616,15 +617,10 @@ class JobStore:
         """What a lost worker's journal says of `job` (whose lease the caller has taken over):
         its new state, or None when the journal cannot tell (the job was running: a crash)."""
         if entry is None:  # claimed ahead, never started: as if never claimed
-            if cancel:
-                done = self._finish(job, now, state=CANCELLED, attempts=job.attempts,
-                                    run_at=job.run_at, outcome="cancelled", exit_code=None,
-                                    error="cancelled by user before it started",
-                                    finished=True)
-                return CANCELLED if done else None
             if not self.unclaim(job, now):
                 return None
-            return FAILED if job.attempts > 0 else PENDING  # as unclaim_job decides
+            # as unclaim_job decides (a cancel asked while it waited is carried out)
+            return CANCELLED if cancel else FAILED if job.attempts > 0 else PENDING
         if entry.exit_code is None:
             return None
         output = OutputCapture(settings["output-limit"])

@@ -1,0 +1,107 @@
+"""A SQLite worker running real short commands in batches (DECISIONS.md 30), in this process:
+how many jobs each transaction claims, what is held and what is recorded at once."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from queuectl import worker as worker_module
+from queuectl.models import parse_job_spec
+from queuectl.store import open_store
+from queuectl.worker import BATCH_MOST, Worker, new_identity
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def store(sqlite_database):
+    s = open_store(sqlite_database, durable=False)
+    yield s
+    s.close()
+
+
+def enqueue(store, *specs: dict) -> list[str]:
+    import time
+
+    return [r.id for r in store.enqueue([parse_job_spec(s) for s in specs], time.time())]
+
+
+def spy_on_batches(store) -> list[dict]:
+    """Each record_batch call's size: results recorded, jobs claimed, jobs given back."""
+    calls: list[dict] = []
+    real = store.record_batch
+
+    def record_batch(records, worker, now, lease_seconds, claim=1, give_back=()):
+        give_back = list(give_back)
+        results, claimed = real(records, worker, now, lease_seconds, claim=claim,
+                                give_back=give_back)
+        calls.append({"recorded": len(records), "asked": claim, "claimed": len(claimed),
+                      "given_back": len(give_back)})
+        return results, claimed
+
+    store.record_batch = record_batch
+    return calls
+
+
+def run_burst(store) -> Worker:
+    worker = Worker(store, new_identity(), verbose=False)
+    worker.run(burst=True)
+    return worker
+
+
+def journals_of(database: str) -> list[str]:
+    folder = os.path.realpath(database) + "-journals"
+    return os.listdir(folder) if os.path.isdir(folder) else []
+
+
+def test_short_jobs_are_claimed_and_recorded_many_to_a_transaction(store, sqlite_database):
+    ids = enqueue(store, *[{"command": "true"} for _ in range(60)])
+    calls = spy_on_batches(store)
+    worker = run_burst(store)
+    assert worker.jobs_done == 60
+    for job_id in ids:
+        job = store.get(job_id)
+        assert (job.state, job.attempts, job.runs, job.crashes) == ("completed", 1, 1, 0)
+    assert [c["asked"] for c in calls[:4]] == [2, 4, 8, 16][: len(calls[:4])]
+    assert max(c["claimed"] for c in calls) == BATCH_MOST
+    assert sum(c["recorded"] for c in calls) == 60
+    assert len(calls) <= 60 // 4  # one commit per job would be 60
+    assert journals_of(sqlite_database) == []  # removed on a clean exit
+
+
+def test_a_held_result_keeps_what_the_job_printed_and_when_it_ran(store):
+    ids = enqueue(store, *[{"command": f"echo out-{i}; echo err-{i} >&2"} for i in range(12)])
+    run_burst(store)
+    for i, job_id in enumerate(ids):
+        assert b"".join(data for _, data in store.output(job_id, 1)) == (
+            f"out-{i}\nerr-{i}\n".encode())
+        [attempt] = store.attempts(job_id)
+        assert attempt["outcome"] == "completed"
+        assert attempt["started_at"] <= attempt["finished_at"]
+
+
+def test_a_failure_is_recorded_at_once_and_ends_the_batch_s_growth(store):
+    ids = enqueue(store, *[{"command": "true"} for _ in range(10)],
+                  {"id": "fails", "command": "exit 3", "max_retries": 0},
+                  *[{"command": "true"} for _ in range(10)])
+    calls = spy_on_batches(store)
+    run_burst(store)
+    assert store.get("fails").state == "dead"
+    assert {store.get(j).state for j in ids if j != "fails"} == {"completed"}
+    # The claim after the failure's commit takes one job again.
+    failure_commit = next(i for i, c in enumerate(calls) if c["asked"] == 0)
+    later = [c["asked"] for c in calls[failure_commit + 1:] if c["asked"]]
+    assert later[0] in (1, 2)
+
+
+def test_jobs_that_outlast_a_batch_s_time_give_the_rest_back(store, monkeypatch):
+    monkeypatch.setattr(worker_module, "BATCH_SECONDS", 0.3)
+    ids = enqueue(store, *[{"command": "true"} for _ in range(3)],
+                  *[{"command": "sleep 0.15"} for _ in range(12)])
+    calls = spy_on_batches(store)
+    run_burst(store)
+    assert {store.get(j).state for j in ids} == {"completed"}
+    assert {store.get(j).runs for j in ids} == {1}  # given back uncharged, run once
+    assert sum(c["given_back"] for c in calls) > 0
