@@ -105,3 +105,15 @@ def test_jobs_that_outlast_a_batch_s_time_give_the_rest_back(store, monkeypatch)
     assert {store.get(j).state for j in ids} == {"completed"}
     assert {store.get(j).runs for j in ids} == {1}  # given back uncharged, run once
     assert sum(c["given_back"] for c in calls) > 0
+
+
+def test_a_burst_worker_makes_no_change_watch(store):
+    """It never waits for work, and closing a watch costs an RCU grace period at exit."""
+    enqueue(store, {"command": "true"})
+    worker = Worker(store, new_identity(), verbose=False)
+    worker.run(burst=True)
+    assert worker.jobs_done == 1
+    assert store.db._watch_fd is None
+    waiting = Worker(store, new_identity(), verbose=False)  # not burst: watches before a claim
+    assert waiting.run_once(0.0) is False
+    assert store.db._watch_fd is not None

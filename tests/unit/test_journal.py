@@ -20,8 +20,8 @@ def test_a_journal_lives_in_a_folder_next_to_the_queue_file(tmp_path):
 
 def test_started_and_ended_jobs_read_back_by_token(tmp_path):
     path = journal_path(str(tmp_path / "q.db"), "w1")
-    journal = Journal(path)
     a, b = job("a", "t-a"), job("b", "t-b")
+    journal = Journal(path)
     journal.started(a, 10.0)
     journal.ended(a, 10.0, 10.5, 0, b"hello\n\x00\xff")
     journal.started(b, 11.0)
@@ -51,11 +51,11 @@ def test_a_line_cut_short_is_skipped(tmp_path):
 
 
 def test_a_commit_empties_it_but_keeps_the_job_still_running(tmp_path):
+    done, running = job("a", "t-a"), job("b", "t-b")
     path = journal_path(str(tmp_path / "q.db"), "w1")
     journal = Journal(path)
-    done, running = job("a", "t-a"), job("b", "t-b")
     journal.started(done, 10.0)
-    journal.ended(done, 10.0, 10.1, 0, b"")
+    journal.ended(done, 10.0, 10.1, 0, b"")  # held, then committed below
     journal.started(running, 10.2)
     journal.committed(running=True)
     assert read(path) == {"t-b": JournalEntry("b", 10.2)}
