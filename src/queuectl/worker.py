@@ -49,6 +49,9 @@ HOLD_OUTPUT_BYTES = 4096
 # What a batch claimed but did not start within this long after its claim is given back: a
 # more urgent job, a stop or an idle worker never waits longer for a batch of short jobs.
 BATCH_SECONDS = 1.0
+# How stale the stop flag may be when a job of a batch starts: `worker stop` stops a busy
+# worker right after its current job, batch or not (a batch of `true` jobs takes less).
+AHEAD_STOP_CHECK_SECONDS = 0.05
 
 # What _durably returns when a stopping worker gave up recording a result (it has said why):
 # not False, which the store's own answer means (the job was no longer ours).
@@ -106,6 +109,7 @@ class Worker:
         # batch, which only a worker with a journal runs (use_journal).
         self._ahead: deque[Job] = deque()
         self._ahead_good_until = 0.0  # monotonic: a job ahead may start until then
+        self._stop_flag_fresh_until = 0.0  # monotonic: a job ahead starts without reading it
         # Results of finished jobs that wait for the batch's commit, each in the journal:
         # (job, the store call that records it, what to say once it is recorded).
         self._held: list[tuple[Job, Callable[[], object], str]] = []
@@ -233,10 +237,16 @@ class Worker:
         """The next job claimed ahead, if any. Once BATCH_SECONDS have passed since its claim
         (or half the lease, if shorter: jobs ahead have no heartbeat) the rest of the batch is
         given back instead: a batch of short jobs that ran long, or a worker frozen meanwhile,
-        does not keep others waiting and never starts a job another worker may have taken."""
+        does not keep others waiting and never starts a job another worker may have taken.
+        The stop flag is read again when it is older than AHEAD_STOP_CHECK_SECONDS, so that
+        `worker stop` takes effect after the current job (run_once gives the batch back)."""
         if self._ahead and time.monotonic() >= self._ahead_good_until:
             self._batch_size = 1
             self._settle()
+        if (self._ahead and self.stops.level == RUNNING
+                and time.monotonic() >= self._stop_flag_fresh_until):
+            self._check_stop_flag(self.clock())  # before the pop: it may raise
+            self._stop_flag_fresh_until = time.monotonic() + AHEAD_STOP_CHECK_SECONDS
         return self._ahead.popleft() if self._ahead else None
 
     def _settle(self, once: bool = False) -> None:
@@ -571,6 +581,8 @@ class Worker:
         if claimed:  # the jobs ahead have no heartbeat: gone long before their lease
             self._ahead_good_until = claimed_from + min(BATCH_SECONDS,
                                                         self.settings["lease-seconds"] / 2)
+            # The claims read the stop flag, inside the transaction.
+            self._stop_flag_fresh_until = claimed_from + AHEAD_STOP_CHECK_SECONDS
         self._committed(results[:-1], give_back, claimed)
         return results[-1]
 

@@ -117,3 +117,31 @@ def test_a_burst_worker_makes_no_change_watch(store):
     waiting = Worker(store, new_identity(), verbose=False)  # not burst: watches before a claim
     assert waiting.run_once(0.0) is False
     assert store.db._watch_fd is not None
+
+
+def test_worker_stop_takes_effect_after_the_current_job_of_a_batch(store, sqlite_database):
+    ids = enqueue(store, *[{"command": "true"} for _ in range(3)],
+                  *[{"command": "sleep 0.06"} for _ in range(20)])
+    other = open_store(sqlite_database)
+    asked: list[int] = []  # jobs done when the stop was asked
+    real = store.record_batch
+    worker = Worker(store, new_identity(), verbose=False)
+
+    def record_batch(records, *args, **kwargs):
+        results, claimed = real(records, *args, **kwargs)
+        if len(claimed) >= 4 and not asked:  # a batch is claimed: ask for the stop now
+            other.request_stop(alive_since=0.0)
+            asked.append(worker.jobs_done)
+        return results, claimed
+
+    store.record_batch = record_batch
+    try:
+        worker.run()  # not burst: only the stop ends it
+    finally:
+        other.close()
+    assert asked
+    # The job that started with the batch's claim, and at most one more that started before
+    # the flag was read again (AHEAD_STOP_CHECK_SECONDS); the rest was given back.
+    assert worker.jobs_done - asked[0] <= 2
+    assert sum(store.get(j).state == "pending" for j in ids) == len(ids) - worker.jobs_done
+    assert {store.get(j).runs for j in ids if store.get(j).state == "pending"} == {0}
