@@ -31,9 +31,9 @@ from queuectl.record import Record
 
 
 class JournalEntry(Record):
-    """What a dead worker's journal says of one claim (by its lease token)."""
+    """What a dead worker's journal says of one of its jobs."""
 
-    job_id: str
+    token: str  # the claim's lease token
     started_at: float
     exit_code: int | None = None  # None: started, no result (it was running when it died)
     finished_at: float | None = None
@@ -98,11 +98,16 @@ def _text(value: str | None) -> str:
 
 
 def read(path: str) -> dict[str, JournalEntry] | None:
-    """A journal's entries by lease token, or None when there is no journal (the worker kept
-    none, or it was removed). A line that does not parse is skipped: a write cut short can
-    only be the last one, and what it would have said is then lost as if never written (a
-    result: its job counts as crashed; a start: as never started, and it had not yet been
-    spawned)."""
+    """A journal's entries by job id, or None when there is no journal (the worker kept none,
+    or it was removed). By job id, not by token: a recovery that took a job over (a new
+    token) and was itself killed before it recorded the job's result leaves the job with the
+    dead worker's id and a token the journal never saw; the next recovery must still find
+    it. A job appears in one worker's journal for one claim at most: the file is emptied at
+    every commit, and nothing a commit records is claimed again in it.
+
+    A line that does not parse is skipped: a write cut short can only be the last one, and
+    what it would have said is then lost as if never written (a result: its job counts as
+    crashed; a start: as never started, and it had not yet been spawned)."""
     try:
         with open(path, "rb") as file:
             text = file.read()
@@ -114,11 +119,11 @@ def read(path: str) -> dict[str, JournalEntry] | None:
             fields = json.loads(raw)
             token, job_id, started = fields["token"], fields["job"], float(fields["started"])
             if "exit" in fields:
-                entries[token] = JournalEntry(
-                    job_id, started, int(fields["exit"]), float(fields["finished"]),
+                entries[job_id] = JournalEntry(
+                    token, started, int(fields["exit"]), float(fields["finished"]),
                     base64.b64decode(fields["output"]))
-            elif token not in entries:
-                entries[token] = JournalEntry(job_id, started)
+            elif job_id not in entries:
+                entries[job_id] = JournalEntry(token, started)
         except (ValueError, KeyError, TypeError):
             continue
     return entries

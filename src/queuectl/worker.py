@@ -316,7 +316,9 @@ class Worker:
             self._say(f"recovered job {job.id} from a lost worker ({job.worker_id}): now {state}")
         for worker_id in dead_here:
             self.store.unregister_worker(worker_id)
-            if self.store.db.dialect == "sqlite":  # its jobs are recovered, its results too
+            # Its journal goes once none of its jobs is left: one that another worker took
+            # over and did not finish (killed in between) still needs it, found by lease.
+            if self.store.db.dialect == "sqlite" and not self.store.jobs_of_worker(worker_id):
                 journal.discard(journal_path(self._queue_file(), worker_id))
         self.store.forget_dead_workers(now - 3 * self.settings["lease-seconds"])
 
@@ -547,11 +549,14 @@ class Worker:
             return True
         except OSError as exc:
             self._say(f"could not write the journal ({exc}); recording every job on its own")
+        journal_file, self._journal = self._journal, None  # first: _settle writes no more
         self._batch_size = 1
         self._settle()
-        journal_file, self._journal = self._journal, None
         if journal_file is not None:
-            journal_file.close(remove=not self._held)
+            try:  # kept while it holds results that could not be recorded (a stop gave up)
+                journal_file.close(remove=not self._held)
+            except OSError:
+                pass
         return False
 
     def _record(self, job: Job, record: Callable[[], object], short: bool = False) -> object:
@@ -593,8 +598,9 @@ class Worker:
             self._report(recorded, done,
                          f"job {job.id} finished but was no longer ours; result discarded")
         self._held.clear()
-        if self._journal is not None:
-            self._journal.committed(running=running)
+        journal_file = self._journal
+        if journal_file is not None:
+            self._write_journal(lambda: journal_file.committed(running=running))
         if given_back:
             self._ahead.clear()
         self._ahead.extend(claimed)

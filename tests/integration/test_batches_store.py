@@ -91,8 +91,8 @@ def lost_batch(store, *extra: NewJob):
 def test_recovery_records_held_results_and_gives_back_jobs_that_never_started(store):
     jobs = lost_batch(store)
     journal = {
-        jobs["done"].lease_token: JournalEntry("done", T0 + 1, 0, T0 + 2, b"printed\n"),
-        jobs["running"].lease_token: JournalEntry("running", T0 + 2),
+        "done": JournalEntry(jobs["done"].lease_token, T0 + 1, 0, T0 + 2, b"printed\n"),
+        "running": JournalEntry(jobs["running"].lease_token, T0 + 2),
     }
     recovered = store.recover_lost(T0 + 3, store.settings(), dead_worker_ids=[A.id],
                                    journal_of=lambda worker_id: journal)
@@ -156,7 +156,7 @@ def test_a_job_cancelled_while_it_waited_in_a_batch_is_cancelled_when_given_back
 
 def test_a_held_result_is_refused_once_another_worker_took_the_job_over(store):
     jobs = lost_batch(store)
-    stale_journal = {jobs["done"].lease_token: JournalEntry("done", T0 + 1, 0, T0 + 2)}
+    stale_journal = {"done": JournalEntry(jobs["done"].lease_token, T0 + 1, 0, T0 + 2)}
     # B takes everything over first (lease expired, no journal read)...
     store.recover_lost(T0 + LEASE + 1, store.settings(), journal_of=None)
     store.register_worker(B, T0 + LEASE + 1)
@@ -166,3 +166,34 @@ def test_a_held_result_is_refused_once_another_worker_took_the_job_over(store):
     assert store.recover_lost(T0 + LEASE + 3, store.settings(), dead_worker_ids=[A.id],
                               journal_of=lambda worker_id: stale_journal) == []
     assert store.get(again.id).state == "processing"
+
+
+def test_a_recovery_killed_after_its_take_over_still_finds_the_journal_s_result(store):
+    """The take-over gives the job a new token; the recovering worker dies before it records
+    the held result. The next recovery must find the result by the job's id, not run the
+    job again (chaos scenario 4 found this: its kills hit recoveries too)."""
+    jobs = lost_batch(store)
+    journal = {
+        "done": JournalEntry(jobs["done"].lease_token, T0 + 1, 0, T0 + 2, b""),
+        "running": JournalEntry(jobs["running"].lease_token, T0 + 2),
+    }
+
+    def die_after_taking_over_done(job):
+        if job.id == "done":
+            raise SystemExit("the recovering worker is killed")
+
+    with pytest.raises(SystemExit):
+        store.recover_lost(T0 + 3, store.settings(), dead_worker_ids=[A.id],
+                           stop_leftovers=die_after_taking_over_done,
+                           journal_of=lambda worker_id: journal)
+    done = store.get("done")
+    assert done.state == "processing" and done.lease_token != jobs["done"].lease_token
+    assert done.worker_id == A.id  # a take-over keeps the owner: the next one reads A's journal
+
+    store.recover_lost(T0 + 4, store.settings(), dead_worker_ids=[A.id],
+                       journal_of=lambda worker_id: journal)
+    assert [store.get(j).state for j in ("done", "running", "ahead")] == [
+        "completed", "pending", "pending"]
+    assert (store.get("done").attempts, store.get("done").crashes) == (1, 0)
+    assert store.get("running").crashes == 1
+    assert (store.get("ahead").runs, store.get("ahead").crashes) == (0, 0)

@@ -18,7 +18,7 @@ def test_a_journal_lives_in_a_folder_next_to_the_queue_file(tmp_path):
     assert path == str(tmp_path / "q.db-journals" / "host:12:ab_cd.journal")
 
 
-def test_started_and_ended_jobs_read_back_by_token(tmp_path):
+def test_started_and_ended_jobs_read_back_by_job_id(tmp_path):
     path = journal_path(str(tmp_path / "q.db"), "w1")
     a, b = job("a", "t-a"), job("b", "t-b")
     journal = Journal(path)
@@ -26,8 +26,8 @@ def test_started_and_ended_jobs_read_back_by_token(tmp_path):
     journal.ended(a, 10.0, 10.5, 0, b"hello\n\x00\xff")
     journal.started(b, 11.0)
     assert read(path) == {
-        "t-a": JournalEntry("a", 10.0, 0, 10.5, b"hello\n\x00\xff"),
-        "t-b": JournalEntry("b", 11.0),
+        "a": JournalEntry("t-a", 10.0, 0, 10.5, b"hello\n\x00\xff"),
+        "b": JournalEntry("t-b", 11.0),
     }
     journal.close(remove=False)
     assert os.path.exists(path)
@@ -47,7 +47,7 @@ def test_a_line_cut_short_is_skipped(tmp_path):
     journal.close(remove=False)
     with open(path, "ab") as file:
         file.write(b'{"job":"b","token":"t-b","sta')
-    assert read(path) == {"t-a": JournalEntry("a", 10.0)}
+    assert read(path) == {"a": JournalEntry("t-a", 10.0)}
 
 
 def test_a_commit_empties_it_but_keeps_the_job_still_running(tmp_path):
@@ -58,11 +58,11 @@ def test_a_commit_empties_it_but_keeps_the_job_still_running(tmp_path):
     journal.ended(done, 10.0, 10.1, 0, b"")  # held, then committed below
     journal.started(running, 10.2)
     journal.committed(running=True)
-    assert read(path) == {"t-b": JournalEntry("b", 10.2)}
+    assert read(path) == {"b": JournalEntry("t-b", 10.2)}
     journal.committed()
     assert read(path) == {}
     journal.started(done, 12.0)  # appends after the truncation, from the start of the file
-    assert read(path) == {"t-a": JournalEntry("a", 12.0)}
+    assert read(path) == {"a": JournalEntry("t-a", 12.0)}
 
 
 def test_closing_removes_it_and_a_new_journal_starts_empty(tmp_path):

@@ -581,10 +581,10 @@ class JobStore:
                 continue  # renewed meanwhile, or another worker got there first
             if stop_leftovers is not None:
                 stop_leftovers(job)
-            old_token, job.lease_token = job.lease_token, new_token
+            job.lease_token = new_token
             journal = journals.get(job.worker_id) if job.worker_id else None
-            if journal is not None:
-                replayed = self._replay(job, journal.get(old_token or ""), now, settings,
+            if journal is not None:  # by job id: see journal.read
+                replayed = self._replay(job, journal.get(job.id), now, settings,
                                         cancel=bool(row.get("cancel_requested")))
                 if replayed is not None:
                     recovered.append((job, replayed))
@@ -630,6 +630,11 @@ class JobStore:
                             attempts=job.attempts + 1, run_at=job.run_at, outcome="completed",
                             exit_code=entry.exit_code, error=None, finished=True, output=output)
         return COMPLETED if done else None
+
+    def jobs_of_worker(self, worker_id: str) -> builtins.list[Job]:
+        """The jobs `worker_id` holds (processing), a take-over's included."""
+        return [row_to_job(row) for row in
+                self.db.fetch_all("jobs_of_worker", {"worker_id": worker_id})]
 
     def workers_on_host(self, host: str) -> list[dict]:
         return self.db.fetch_all("workers_on_host", {"host": host})
