@@ -14,6 +14,7 @@ import random
 import subprocess
 import threading
 import time
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from chaos.common import (
@@ -50,6 +51,8 @@ def run(backend: str, quick: bool, pg_admin: str) -> Row:
         # here a kill is not the job's fault, so the limit is out of the way.
         q.fast(("max-crashes", "20"))
         left_processing: dict[str, int] = {}  # job id -> runs, at the last kill
+        allowed: Counter[str] = Counter()  # job id -> re-runs its kills allow
+        why: defaultdict[str, list[str]] = defaultdict(list)  # kills that allowed none
         for _ in range(runs_n):
             started = time.monotonic()
             supervisors = [q.start_workers(n) for n in WORKERS]
@@ -102,8 +105,14 @@ def run(backend: str, quick: bool, pg_admin: str) -> Row:
             # that result is recorded, the job not run again.
             started_runs = {(e.job, e.run) for e in s.side.executions()}
             held = _held_in_journals(q.db)
-            row.extra_bound += sum(1 for job_id, runs in left_processing.items()
-                                   if (job_id, runs) in started_runs and job_id not in held)
+            for job_id, runs in left_processing.items():
+                if (job_id, runs) in started_runs and job_id not in held:
+                    allowed[job_id] += 1
+                    row.extra_bound += 1
+                else:
+                    why[job_id].append(f"kill {row.faults}: run {runs} "
+                                       + ("held in a journal" if job_id in held
+                                          else "not started"))
             leaseless = [j for j in left_processing if not jobs[j]["lease_expires_at"]]
             if leaseless:
                 row.problems.append(f"processing without a lease: {leaseless[:5]}")
@@ -123,7 +132,9 @@ def run(backend: str, quick: bool, pg_admin: str) -> Row:
                 row.problems.append(f"a supervisor exited {code} after a warm stop")
         row.leftovers = len(s.leftovers())
         row.jobs = len(acknowledged)
-        apply_audit(row, audit(q, s.side, {job_id: "completed" for job_id in acknowledged}))
+        result = audit(q, s.side, {job_id: "completed" for job_id in acknowledged})
+        apply_audit(row, result)
+        _explain_extra_runs(row, q, result.executions, allowed, why)
         row.recovery = max(recoveries) if recoveries else None
         if refused:
             row.problems.append(f"{len(refused)} enqueue(s) refused while not killed: "
@@ -204,3 +215,19 @@ def _held_in_journals(db: str) -> set[str]:
             if "exit" in fields:
                 held.add(fields["job"])
     return held
+
+
+def _explain_extra_runs(row: Row, q: Queue, executions: list, allowed: Counter[str],
+                        why: dict[str, list[str]]) -> None:
+    """Name the jobs that ran again more often than their kills allowed, with what the side
+    file, the history and each kill said of them: the row's count alone does not say which."""
+    ran: Counter[str] = Counter(e.job for e in executions)
+    over = [job_id for job_id, n in ran.items() if n - 1 > allowed[job_id]]
+    if not over:
+        return
+    history = q.history()
+    for job_id in over[:5]:
+        runs = sorted((e.run, e.pid, "ended" if e.ended else "cut")
+                      for e in executions if e.job == job_id)
+        row.notes.append(f"ran again beyond its kills' allowance: {job_id}: side file {runs}, "
+                         f"history {history.get(job_id)}, kills {why.get(job_id)}")
