@@ -114,6 +114,7 @@ class Worker:
         # (job, the store call that records it, what to say once it is recorded).
         self._held: list[tuple[Job, Callable[[], object], str]] = []
         self._journal: Journal | None = None
+        self._queue_file_path: str | None = None  # see _queue_file
         self._batch_size = 1  # jobs the next claim takes: grows while jobs are short
         self.jobs_done = 0
         self._marked_stopping = False  # our row says "stopping" (see _mark_stopping)
@@ -177,8 +178,11 @@ class Worker:
         return self._journal is not None
 
     def _queue_file(self) -> str:
-        # realpath: every worker of the queue must find the same journals folder
-        return os.path.realpath(self.store.db.path)  # type: ignore[attr-defined]
+        # realpath: every worker of the queue must find the same journals folder. Resolved
+        # once: recovery asks at every maintenance pass.
+        if self._queue_file_path is None:
+            self._queue_file_path = os.path.realpath(self.store.db.path)  # type: ignore[attr-defined]
+        return self._queue_file_path
 
     def run_once(self, now: float) -> bool:
         """Maintenance if due, then claim and run at most one job. True if a job ran."""
@@ -362,9 +366,10 @@ class Worker:
         self._lease_until = started + self.settings["lease-seconds"]
         # When it really started, for its attempt's record: a job claimed ahead in a batch
         # was claimed a little earlier.
-        job.started_at = self.clock()
-        if self._journal is not None:
-            self._write_journal(lambda: self._journal.started(job, job.started_at))  # type: ignore[union-attr,arg-type]
+        job.started_at = started_at = self.clock()
+        journal_file = self._journal
+        if journal_file is not None:
+            self._write_journal(lambda: journal_file.started(job, started_at))
         try:
             running = RunningJob(job.command, cwd=job.cwd, env=self._job_env(job),
                                  output_limit=self.settings["output-limit"])
