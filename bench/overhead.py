@@ -1,14 +1,14 @@
 """Figure 2: the queue's own cost per job, without running any command.
 
 Two processes (multiprocessing, spawn) claim and complete pre-enqueued jobs the way Worker
-does, with durable=False as workers open the store. On SQLite that is in batches
-(JobStore.record_batch: the results of up to BATCH_MOST jobs and the claims of as many next
-ones in one transaction, the batch growing 1, 2, 4, 8 as the worker's does), each job's start
-and result written to a journal as the worker writes them (DECISIONS.md 30). On PostgreSQL it
-is one job per transaction (record job N, claim job N + 1). The baseline sends the same named
-SQL (finish_job + insert_attempt + claim_any, batched the same way on SQLite) through bare
-sqlite3, so the gap between the two is the store layer's Python; on PostgreSQL, through bare
-psycopg (_raw_pg_loop).
+does, with durable=False as workers open the store: in batches (JobStore.record_batch: the
+results of up to BATCH_MOST jobs and the claim of as many next ones in one transaction, the
+batch growing 1, 2, 4, 8, 16 as the worker's does), each job's start and result written to
+its journal as the worker writes them (a file on SQLite, DECISIONS.md 30; the unlogged
+worker_journal table on PostgreSQL, 31). The baseline sends the same named SQL (finish_job +
+insert_attempt, or finish_job_with_attempt, claim_any_many, the journal's statements on
+PostgreSQL) through bare sqlite3, so the gap between the two is the store layer's Python; on
+PostgreSQL, through bare psycopg (_raw_pg_loop).
 
 Run by the harness as `python overhead.py MODE DB PROCS` in a child with this checkout's src on
 PYTHONPATH; prints `jobs seconds`.
@@ -71,30 +71,26 @@ def _store_loop(db: str, fixed: bool, ready, go, out) -> None:
     ready.put(os.getpid())
     go.wait()
     start, done = time.perf_counter(), 0
-    if store.db.dialect == "sqlite":
-        done = _batches(store, identity, lease)
-    else:
-        # As Worker does: the first claim alone, then each result recorded in the
-        # transaction that claims the next job (JobStore.record_and_claim).
-        job = store.claim(identity, time.time(), lease)
-        while job is not None:
-            finished = job
-            _, job = store.record_and_claim(
-                lambda: store.complete(finished, time.time(), 0),  # noqa: B023
-                identity, time.time(), lease)
-            done += 1
+    done = _batches(store, identity, lease)
     out.put((start, time.perf_counter(), done))
     store.close()
 
 
 def _batches(store, identity, lease: float) -> int:
-    """A SQLite worker's path with no command: the first claim alone, then each batch's
-    results recorded in the transaction that claims the next batch, every job's start and
-    result written to the journal first, the journal emptied after each commit."""
-    from queuectl.journal import Journal, journal_path
+    """A worker's path with no command: the first claim alone, then each batch's results
+    recorded in the transaction that claims the next batch, every job's start and result
+    written to the journal first (a file next to a SQLite queue, the worker_journal table of
+    a PostgreSQL one), the journal emptied after each commit."""
     from queuectl.worker import BATCH_MOST
 
-    journal = Journal(journal_path(os.path.realpath(store.db.path), identity.id))
+    if store.db.dialect == "sqlite":
+        from queuectl.journal import Journal, journal_path
+
+        journal = Journal(journal_path(os.path.realpath(store.db.path), identity.id))
+    else:
+        from queuectl.journal_table import TableJournal
+
+        journal = TableJournal(store, identity.id)
     done, size = 0, 1
     _, batch = store.record_batch([], identity, time.time(), lease, claim=1)
     while batch:
@@ -144,14 +140,9 @@ def _raw_loop(db: str, fixed: bool, ready, go, out) -> None:
                 "started_at": job["started_at"], "finished_at": now, "outcome": "completed",
                 "exit_code": 0, "error": None, "output_bytes": None})
             done += 1
-        batch = []
-        for _ in range(BATCH_MOST):
-            rows = conn.execute(q["claim_any"], {
-                "worker_id": worker, "host": "h", "token": os.urandom(8).hex(),
-                "lease_until": now + 15, "now": now}).fetchall()
-            if not rows:
-                break
-            batch.append(rows[0])
+        batch = conn.execute(q["claim_any_many"], {
+            "worker_id": worker, "host": "h", "token": os.urandom(8).hex(),
+            "lease_until": now + 15, "now": now, "most": BATCH_MOST}).fetchall()
         conn.execute("COMMIT")
         if not batch:
             break
@@ -160,27 +151,39 @@ def _raw_loop(db: str, fixed: bool, ready, go, out) -> None:
 
 
 def _raw_pg_loop(db: str, fixed: bool, ready, go, out) -> None:
-    """PostgreSQL's baseline: the statements the store sends for a job (the finish and its
-    attempt row as one statement, then the claim, then COMMIT), through psycopg with nothing
-    of queuectl around them, in one pipeline per job as the store sends them (DECISIONS 26),
-    with the server's default synchronous_commit as the store keeps it (DECISIONS 8)."""
+    """PostgreSQL's baseline: the statements the store sends (DECISIONS 31), through psycopg
+    with nothing of queuectl around them. Per batch, one pipeline: the held results
+    (finish_job_with_attempt each), the claim of the next batch (claim_any_many), COMMIT,
+    with the server's default synchronous_commit as the store keeps it (DECISIONS 8); then
+    the journal's lines cleared. Per job, one journal_write: its start, with the result of the
+    job before it."""
+    import json
+
     import psycopg
     from psycopg.rows import dict_row
 
     from queuectl import sql
+    from queuectl.worker import BATCH_MOST
 
     q = dict(sql.load("postgres"))
     _as_workers_run()
-    conn = psycopg.connect(db, row_factory=dict_row)
+    conn = psycopg.connect(db, row_factory=dict_row, autocommit=True)
     worker = f"raw:{os.getpid()}"
+
+    def line(job, started, finished=None):
+        return {"worker_id": worker, "job_id": job["id"], "token": job["lease_token"],
+                "started_at": started, "exit_code": None if finished is None else 0,
+                "finished_at": finished, "output": None if finished is None else ""}
+
     ready.put(os.getpid())
     go.wait()
     start, done = time.perf_counter(), 0
-    job = None
+    held: list = []
     while True:
         now = time.time()
         with conn.pipeline():
-            if job is not None:
+            conn.execute("BEGIN")
+            for job in held:
                 conn.execute(q["finish_job_with_attempt"], {
                     "id": job["id"], "token": job["lease_token"], "state": "completed",
                     "attempts": job["attempts"] + 1, "run_at": job["run_at"], "exit_code": 0,
@@ -188,15 +191,22 @@ def _raw_pg_loop(db: str, fixed: bool, ready, go, out) -> None:
                     "run": job["runs"], "worker_id": worker, "host": "h",
                     "started_at": job["started_at"], "outcome": "completed",
                     "output_bytes": None})
-                done += 1
-            claim = conn.execute(q["claim_any"], {
+            claim = conn.execute(q["claim_any_many"], {
                 "worker_id": worker, "host": "h", "token": os.urandom(8).hex(),
-                "lease_until": now + 15, "now": now})
-            conn.commit()
-        rows = claim.fetchall()
-        if not rows:
+                "lease_until": now + 15, "now": now, "most": BATCH_MOST})
+            conn.execute("COMMIT")
+        done += len(held)
+        if held:
+            conn.execute(q["journal_clear"], {"worker_id": worker, "keep": ""})
+        batch = claim.fetchall()
+        if not batch:
             break
-        job = rows[0]
+        unsent: list = []
+        for job in batch:
+            now = time.time()
+            conn.execute(q["journal_write"], {"rows": json.dumps(unsent + [line(job, now)])})
+            unsent = [line(job, now, now)]
+        held = batch
     out.put((start, time.perf_counter(), done))
     conn.close()
 
@@ -351,7 +361,9 @@ def run(bench: Bench) -> list[Row]:
                         pg_missing, target=f">= {TARGET_PG:,} jobs/s"))
     else:
         value, raw_pg = median(rates["store-pg"]), median(rates["raw-pg"])
-        rows.append(Row("2 queue overhead", "claim + complete, 2 processes, PostgreSQL",
+        rows.append(Row("2 queue overhead", "claim + complete, 2 processes, PostgreSQL, "
+                        f"journaled batches of up to {_batch_most(bench)} (the journal in "
+                        "an unlogged table)",
                         fmt_rate(value), f"same SQL through bare psycopg: {fmt_rate(raw_pg)}",
                         f">= {TARGET_PG:,} jobs/s", value >= TARGET_PG))
         far = median(rates["store-pg-hop"])

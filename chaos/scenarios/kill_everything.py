@@ -100,7 +100,7 @@ def run(backend: str, quick: bool, pg_admin: str) -> Row:
                                if job["state"] == "processing"}
             # Each job whose current run had started may run again, once: its worker was
             # killed while it ran, or after it ended but before its result was written down.
-            # Not a job claimed ahead in a batch (SQLite, DECISIONS §30) that never started:
+            # Not a job claimed ahead in a batch (DECISIONS §30, §31) that never started:
             # it is given back unrun; nor one whose result its worker held in its journal:
             # that result is recorded, the job not run again.
             started_runs = {(e.job, e.run) for e in s.side.executions()}
@@ -198,10 +198,16 @@ def _wait_drained(q: Queue, stall: float) -> None:
 
 
 def _held_in_journals(db: str) -> set[str]:
-    """Ids of the jobs whose results the killed workers held in their journals (journal.py):
-    a line with an exit status. Read as the files are, not through queuectl: the suite checks
-    what is on disk. A journal is emptied at each commit, so such a line is the job's current
-    run. None on PostgreSQL."""
+    """Ids of the jobs whose results the killed workers held in their journals: a line with an
+    exit status. Read as the files (journal.py) or the table (journal_table.py) are, not
+    through queuectl: the suite checks what is stored. A journal is emptied at each commit, so
+    such a line is the job's current run."""
+    if db.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(db) as conn:
+            return {row[0] for row in conn.execute(
+                "SELECT job_id FROM worker_journal WHERE exit_code IS NOT NULL")}
     folder = Path(db + "-journals")
     held: set[str] = set()
     if not folder.is_dir():

@@ -74,6 +74,9 @@ class Journal:
             f'"started":{started_at!r},"finished":{finished_at!r},"exit":{exit_code:d},'
             f'"output":"{printed}"}}\n').encode())
 
+    def flush(self) -> None:
+        """Nothing waits here: every line is written when it is made."""
+
     def committed(self, running: bool = False) -> None:
         """Everything held is recorded: empty the file, keeping the started line of the job
         still `running` (a batch is also committed at a long job's first cancel check)."""

@@ -30,6 +30,10 @@ from queuectl.stopping import COLD, RUNNING, WARM, StopRequests
 from queuectl.store import JobStore, WorkerIdentity, strip_password
 from queuectl.watchdog import Watchdog
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from queuectl.journal_table import TableJournal
+
 IDLE_CHECK_SECONDS = 0.02  # how often an idle worker asks whether anything changed, when it asks
 STILL_TRYING_EVERY_SECONDS = 60.0  # how often a worker says it still cannot record a result
 SETTLE_SECONDS = 1.0  # how long it keeps asking after the database said it was written to
@@ -113,7 +117,8 @@ class Worker:
         # Results of finished jobs that wait for the batch's commit, each in the journal:
         # (job, the store call that records it, what to say once it is recorded).
         self._held: list[tuple[Job, Callable[[], object], str]] = []
-        self._journal: Journal | None = None
+        self._journal: Journal | TableJournal | None = None
+        self._journal_wanted = False  # use_journal was called: batches are wanted
         self._queue_file_path: str | None = None  # see _queue_file
         self._batch_size = 1  # jobs the next claim takes: grows while jobs are short
         self.jobs_done = 0
@@ -130,8 +135,7 @@ class Worker:
         self._waits_when_idle = not burst
         self.store.register_worker(self.identity, self.clock())
         self._say(f"started (pid {self.identity.pid}) on {self.store.describe()}")
-        if self.store.db.dialect == "sqlite":
-            self.use_journal()
+        self.use_journal()
         try:
             while self.stops.level == RUNNING:
                 try:
@@ -159,7 +163,10 @@ class Worker:
                 pass
             if self._journal is not None:
                 # Kept while it holds results nobody recorded: a recovering worker will.
-                self._journal.close(remove=not self._held)
+                try:
+                    self._journal.close(remove=not self._held)
+                except (OSError, QueueError):
+                    pass
             if self.watchdog is not None:
                 self.watchdog.close()
         how = {COLD: "cold stop", WARM: "warm stop"}.get(self.stops.level, "no job ready")
@@ -167,13 +174,20 @@ class Worker:
         return 1 if self.stops.level == COLD else 0
 
     def use_journal(self) -> bool:
-        """Keep a journal (journal.py), which lets this worker run short jobs in batches.
-        SQLite only: a PostgreSQL commit outlives the worker host's power, a journal does not.
-        False (and no batches) when the file cannot be made."""
+        """Keep a journal, which lets this worker run short jobs in batches: a file next to a
+        SQLite queue (journal.py), a table of a PostgreSQL one (journal_table.py). False (and
+        no batches) when it cannot be made; a PostgreSQL worker tries again at its next
+        maintenance (the server may have been away a moment)."""
         if self._journal is None:
+            self._journal_wanted = True
             try:
-                self._journal = Journal(journal_path(self._queue_file(), self.identity.id))
-            except OSError as exc:
+                if self.store.db.dialect == "sqlite":
+                    self._journal = Journal(journal_path(self._queue_file(), self.identity.id))
+                else:
+                    from queuectl.journal_table import TableJournal
+
+                    self._journal = TableJournal(self.store, self.identity.id)
+            except (OSError, QueueError) as exc:
                 self._say(f"no journal ({exc}); recording every job on its own")
         return self._journal is not None
 
@@ -213,8 +227,8 @@ class Worker:
             self._ahead.appendleft(job)
             self._settle()
             return False
-        self.execute(job)
-        self.jobs_done += 1
+        if self.execute(job):
+            self.jobs_done += 1
         return True
 
     def _paused(self) -> bool:
@@ -249,6 +263,7 @@ class Worker:
             self._settle()
         if (self._ahead and self.stops.level == RUNNING
                 and time.monotonic() >= self._stop_flag_fresh_until):
+            self._flush_journal()
             self._check_stop_flag(self.clock())  # before the pop: it may raise
             self._stop_flag_fresh_until = time.monotonic() + AHEAD_STOP_CHECK_SECONDS
         return self._ahead.popleft() if self._ahead else None
@@ -284,7 +299,10 @@ class Worker:
         if not force and not _due(now, self._last_maintenance, every):
             return
         self._last_maintenance = now
+        self._flush_journal()
         self.settings = self.store.settings()
+        if self._journal is None and self._journal_wanted and self.store.db.dialect != "sqlite":
+            self.use_journal()  # its last write failed; a SQLite journal's failure is the disk
         self._check_stop_flag(now)
         # Every heartbeat-seconds, not every maintenance: a write wakes every idle worker on
         # the queue (they watch for commits), where the reads of maintenance wake nobody.
@@ -308,11 +326,12 @@ class Worker:
             for w in self.store.workers_on_host(self.identity.host)
             if w["id"] != self.identity.id and not process_alive(w["pid"], w["pid_started"])
         ]
-        journal_of = None
+        journal_of = self.store.journal_entries  # PostgreSQL: journal_table.py
         if self.store.db.dialect == "sqlite":
             queue_file = self._queue_file()
-            def journal_of(worker_id: str):
+            def read_journal_file(worker_id: str):
                 return journal.read(journal_path(queue_file, worker_id))
+            journal_of = read_journal_file
         for job, state in self.store.recover_lost(
             now, self.settings, dead_worker_ids=dead_here, stop_leftovers=self._stop_leftovers,
             journal_of=journal_of,
@@ -360,7 +379,9 @@ class Worker:
 
     # -- running one job --------------------------------------------------------------------
 
-    def execute(self, job: Job) -> None:
+    def execute(self, job: Job) -> bool:
+        """Run a claimed job and record how it ended. False when it was not started: the
+        journal could not say so first, and it was given back (_write_journal)."""
         self._say(f"job {job.id} started (run {job.runs}): {job.command}")
         started = time.monotonic()
         self._lease_until = started + self.settings["lease-seconds"]
@@ -368,14 +389,16 @@ class Worker:
         # was claimed a little earlier.
         job.started_at = started_at = self.clock()
         journal_file = self._journal
-        if journal_file is not None:
-            self._write_journal(lambda: journal_file.started(job, started_at))
+        if journal_file is not None and not self._write_journal(
+                lambda: journal_file.started(job, started_at), not_started=job):
+            return False  # given back unstarted, with the rest of its batch
+        self._say(f"job {job.id} started (run {job.runs}): {job.command}")
         try:
             running = RunningJob(job.command, cwd=job.cwd, env=self._job_env(job),
                                  output_limit=self.settings["output-limit"])
         except StartFailed as exc:
             self._record_failure(job, 127, str(exc))
-            return
+            return True
         if self.watchdog is not None:
             self.watchdog.job_started(running.pgid)
         try:
@@ -384,7 +407,7 @@ class Worker:
             if self.watchdog is not None:
                 self.watchdog.job_ended(running.pgid)
         if ended_by is not None:
-            return
+            return True
         exit_code, error = describe_exit(running.returncode or 0)
         elapsed = time.monotonic() - started
         if error is None:
@@ -395,7 +418,7 @@ class Worker:
             short = elapsed < HOLD_SECONDS and running.output.total <= HOLD_OUTPUT_BYTES \
                 and not running.output.dropped
             if short and self._hold(job, record, done, finished_at, running.output):
-                return
+                return True
             recorded = self._record(job, record, short=short)
             self._report(recorded, done,
                          f"job {job.id} finished but was no longer ours; result discarded")
@@ -403,6 +426,7 @@ class Worker:
             last = running.output.last_line()
             self._record_failure(job, exit_code, error + (f": {last}" if last else ""),
                                  output=running.output)
+        return True
 
     def _job_env(self, job: Job) -> dict[str, str]:
         """What the job learns about itself: which queue (so it can enqueue follow-up work
@@ -546,21 +570,34 @@ class Worker:
         self._held.append((job, record, done))
         return True
 
-    def _write_journal(self, write: Callable[[], None]) -> bool:
-        """A journal that cannot be written (a full disk) ends batches for good: what it holds
-        is recorded now, and every job after that on its own."""
+    def _flush_journal(self) -> None:
+        """Before database work that comes between a held job's end and the next start: its
+        result waits for that start to travel with it (journal_table.py)."""
+        journal_file = self._journal
+        if journal_file is not None and self._held:
+            self._write_journal(journal_file.flush)
+
+    def _write_journal(self, write: Callable[[], None], not_started: Job | None = None) -> bool:
+        """A journal that cannot be written ends batches: what it holds is recorded now, the
+        jobs claimed ahead go back (`not_started` too: the job whose start it failed to note),
+        and every job after that is recorded on its own. For good on SQLite (a full disk); a
+        PostgreSQL worker tries again at its next maintenance (use_journal)."""
         try:
             write()
             return True
-        except OSError as exc:
+        except (OSError, QueueError) as exc:
             self._say(f"could not write the journal ({exc}); recording every job on its own")
         journal_file, self._journal = self._journal, None  # first: _settle writes no more
         self._batch_size = 1
+        if not_started is not None:
+            # Not run unjournaled: its claim may be old (the settle below may wait out an
+            # outage), and another worker may have taken it over meanwhile.
+            self._ahead.appendleft(not_started)
         self._settle()
         if journal_file is not None:
             try:  # kept while it holds results that could not be recorded (a stop gave up)
                 journal_file.close(remove=not self._held)
-            except OSError:
+            except (OSError, QueueError):
                 pass
         return False
 

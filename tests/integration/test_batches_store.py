@@ -197,3 +197,75 @@ def test_a_recovery_killed_after_its_take_over_still_finds_the_journal_s_result(
     assert (store.get("done").attempts, store.get("done").crashes) == (1, 0)
     assert store.get("running").crashes == 1
     assert (store.get("ahead").runs, store.get("ahead").crashes) == (0, 0)
+
+
+# -- PostgreSQL: the journal in the database (journal_table.py) --------------------------------
+
+
+@pytest.fixture
+def pg_store(pg_database):
+    from queuectl.store import open_store
+
+    s = open_store(pg_database)
+    yield s
+    s.close()
+
+
+def test_a_journal_table_read_from_another_host_records_held_results(pg_store):
+    """What worker A wrote to the table is what B, on another host, reads when A's leases run
+    out: the same three cases as a journal file."""
+    from queuectl.journal_table import TableJournal
+
+    store = pg_store
+    jobs = lost_batch(store)
+    journal = TableJournal(store, A.id)
+    journal.started(jobs["done"], T0 + 1)
+    journal.ended(jobs["done"], T0 + 1, T0 + 2, 0, b"printed\n")
+    journal.started(jobs["running"], T0 + 2)  # carries the result of "done" along
+    # A dies here. B recovers by lease expiry, A's journal read from the table.
+    entries = store.journal_entries(A.id)
+    assert set(entries) == {"done", "running"}
+    assert (entries["done"].exit_code, entries["done"].output) == (0, b"printed\n")
+    assert entries["running"].exit_code is None
+    recovered = store.recover_lost(T0 + LEASE + 1, store.settings(),
+                                   journal_of=store.journal_entries)
+    assert sorted((job.id, state) for job, state in recovered) == [
+        ("ahead", "pending"), ("done", "completed"), ("running", "pending")]
+    assert b"".join(data for _, data in store.output("done", 1)) == b"printed\n"
+    assert [store.get(j).crashes for j in ("done", "running", "ahead")] == [0, 1, 0]
+    assert store.get("ahead").runs == 0
+
+
+def test_a_journal_table_tells_an_empty_journal_from_none(pg_store):
+    from queuectl.journal_table import TableJournal
+
+    assert pg_store.journal_entries(A.id) is None  # never kept one: every job a crash
+    journal = TableJournal(pg_store, A.id)
+    assert pg_store.journal_entries(A.id) == {}  # kept one, nothing started: all given back
+    journal.close(remove=True)
+    assert pg_store.journal_entries(A.id) is None
+
+
+def test_a_commit_clears_the_journal_table_but_the_running_job_s_start(pg_store):
+    from queuectl.journal_table import TableJournal
+
+    store = pg_store
+    jobs = lost_batch(store)
+    journal = TableJournal(store, A.id)
+    journal.started(jobs["done"], T0 + 1)
+    journal.ended(jobs["done"], T0 + 1, T0 + 2, 0, b"")
+    journal.started(jobs["running"], T0 + 2)
+    journal.committed(running=True)  # a long job's first cancel check settled the batch
+    assert set(store.journal_entries(A.id)) == {"running"}
+    journal.committed()
+    assert store.journal_entries(A.id) == {}
+
+
+def test_a_dead_worker_s_journal_table_lines_go_with_its_row(pg_store):
+    from queuectl.journal_table import TableJournal
+
+    store = pg_store
+    store.register_worker(A, T0)
+    TableJournal(store, A.id)
+    store.forget_dead_workers(alive_since=T0 + 1)  # A's row is gone, and no job names A
+    assert store.journal_entries(A.id) is None

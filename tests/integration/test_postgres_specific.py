@@ -90,7 +90,8 @@ def test_processes_racing_on_one_database_claim_every_job_exactly_once(pg_databa
 
 
 def _claim_params() -> dict:
-    return {"worker_id": "w", "host": "h", "token": "t", "lease_until": 2e9, "now": 1e9}
+    return {"worker_id": "w", "host": "h", "token": "t", "lease_until": 2e9, "now": 1e9,
+            "most": 16}
 
 
 def _fill_for_explain(store) -> None:
@@ -116,7 +117,26 @@ def test_the_claim_walks_the_ready_index_on_postgres(pg_database, analyzed):
 
 
 @pytest.mark.parametrize("analyzed", [False, True], ids=["no-stats", "analyzed"])
-def test_the_claim_walks_the_ready_index_on_sqlite(sqlite_database, analyzed):
+def test_a_batch_claim_walks_the_ready_index_when_many_jobs_are_ready(pg_database, analyzed):
+    """claim_any_many takes up to 16: with a handful of jobs ready the planner rightly sorts
+    that handful (the fill above), but with many ready it must walk jobs_ready, not sort them
+    all at every claim. Its rows are then found by primary key."""
+    store = open_store(pg_database)
+    store.enqueue([NewJob(id=f"j{i}", command="true") for i in range(50_000)], 1e9)
+    with admin(pg_database) as conn:
+        if analyzed:
+            conn.execute("ANALYZE jobs")
+        plan = "\n".join(row[0] for row in conn.execute(
+            "EXPLAIN " + sql.load("postgres")["claim_any_many"], _claim_params()))
+    store.close()
+    assert "using jobs_ready on" in plan.lower(), plan
+    assert "jobs_pkey" in plan, plan
+    assert "Seq Scan" not in plan and "Sort" not in plan, plan
+
+
+@pytest.mark.parametrize("claim", ["claim_any", "claim_any_many"])
+@pytest.mark.parametrize("analyzed", [False, True], ids=["no-stats", "analyzed"])
+def test_the_claim_walks_the_ready_index_on_sqlite(sqlite_database, analyzed, claim):
     store = open_store(sqlite_database)
     _fill_for_explain(store)
     store.close()
@@ -124,7 +144,7 @@ def test_the_claim_walks_the_ready_index_on_sqlite(sqlite_database, analyzed):
     if analyzed:
         conn.execute("ANALYZE")
     plan = [row[3] for row in conn.execute(
-        "EXPLAIN QUERY PLAN " + sql.load("sqlite")["claim_any"], _claim_params())]
+        "EXPLAIN QUERY PLAN " + sql.load("sqlite")[claim], _claim_params())]
     conn.close()
     assert any("jobs_ready" in step for step in plan), plan
     assert not any("TEMP B-TREE" in step for step in plan), plan  # no sort of the ready jobs
@@ -374,20 +394,57 @@ def test_a_result_and_the_next_claim_travel_in_one_round_trip(pg_database):
     store.close()
 
 
+def test_a_batch_s_results_and_the_next_batch_s_claim_travel_in_one_round_trip(pg_database):
+    """A batch (DECISIONS.md 31): the held results are queued (Connector.queue) and go to
+    the server with the last one, the claim of the next batch and the COMMIT."""
+    store = open_store(pg_database)
+    me = WorkerIdentity("w", "h", 1)
+    now = time.time()
+    store.enqueue([NewJob(command="true", id=f"j{i}") for i in range(8)], now)
+    store.register_worker(me, now)
+    _, batch = store.record_batch([], me, now, 60, claim=4)
+    spy = store.db._conn = RoundTrips(store.db._conn)
+    records = [lambda job=job: store.complete(job, now + 1) for job in batch]
+    results, following = store.record_batch(records, me, now + 1, 60, claim=4)
+    assert (results, [j.id for j in following], spy.count) == (
+        [True] * 4, ["j4", "j5", "j6", "j7"], 1)
+    assert {store.get(j.id).state for j in batch} == {"completed"}
+    store.close()
+
+
+def test_a_queued_statement_that_fails_rolls_its_transaction_back(pg_database):
+    store, other = open_store(pg_database), open_store(pg_database)
+    store.config_set("max-retries", "3")
+    with pytest.raises(QueueError, match="database error"):
+        with store.db.transaction():
+            sent = store.db.queue("config_set", {"key": "max-retries", "value": "9"})
+            store.db.queue("claim_in_queues", {"worker_id": "w", "host": "h", "token": "t",
+                                               "lease_until": 1.0, "now": 0.0,
+                                               "queues": "not json"})
+    assert other.settings()["max-retries"] == 3
+    with pytest.raises(TypeError):
+        bool(sent)  # never known: reading it as a truth value is a bug
+    with store.db.transaction():
+        sent = store.db.queue("config_set", {"key": "max-retries", "value": "5"})
+    assert (sent.rowcount, other.settings()["max-retries"]) == (1, 5)
+    store.close()
+    other.close()
+
+
 def test_a_result_sent_with_a_failing_last_statement_is_rolled_back(pg_database):
     store, other = open_store(pg_database), open_store(pg_database)
     store.config_set("max-retries", "3")
     with pytest.raises(QueueError, match="database error"):
         with store.db.transaction():
-            store.db.execute_then_fetch_one_last(
+            store.db.execute_then_fetch_all_last(
                 "config_set", {"key": "max-retries", "value": "9"},
                 "claim_in_queues", {"worker_id": "w", "host": "h", "token": "t",
                                     "lease_until": 1.0, "now": 0.0, "queues": "not json"})
     assert other.settings()["max-retries"] == 3
     with store.db.transaction():
-        matched, row = store.db.execute_then_fetch_one_last(
+        matched, rows = store.db.execute_then_fetch_all_last(
             "config_set", {"key": "max-retries", "value": "5"}, "get_job", {"id": "none"})
-    assert (matched, row, other.settings()["max-retries"]) == (1, None, 5)
+    assert (matched, rows, other.settings()["max-retries"]) == (1, [], 5)
     store.close()
     other.close()
 

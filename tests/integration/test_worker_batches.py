@@ -1,5 +1,6 @@
-"""A SQLite worker running real short commands in batches (DECISIONS.md 30), in this process:
-how many jobs each transaction claims, what is held and what is recorded at once."""
+"""A worker running real short commands in batches (DECISIONS.md 30, 31), in this process, on
+each backend: how many jobs each transaction claims, what is held and what is recorded at
+once."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def store(sqlite_database):
-    s = open_store(sqlite_database, durable=False)
+def store(db):
+    s = open_store(db, durable=False)
     yield s
     s.close()
 
@@ -52,11 +53,18 @@ def run_burst(store) -> Worker:
 
 
 def journals_of(database: str) -> list[str]:
+    """The journal files of a SQLite queue, or the workers with lines in a PostgreSQL one's
+    journal table."""
+    if database.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(database) as conn:
+            return [row[0] for row in conn.execute("SELECT DISTINCT worker_id FROM worker_journal")]
     folder = os.path.realpath(database) + "-journals"
     return os.listdir(folder) if os.path.isdir(folder) else []
 
 
-def test_short_jobs_are_claimed_and_recorded_many_to_a_transaction(store, sqlite_database):
+def test_short_jobs_are_claimed_and_recorded_many_to_a_transaction(store, db):
     ids = enqueue(store, *[{"command": "true"} for _ in range(60)])
     calls = spy_on_batches(store)
     worker = run_burst(store)
@@ -68,7 +76,7 @@ def test_short_jobs_are_claimed_and_recorded_many_to_a_transaction(store, sqlite
     assert max(c["claimed"] for c in calls) == BATCH_MOST
     assert sum(c["recorded"] for c in calls) == 60
     assert len(calls) <= 60 // 4  # one commit per job would be 60
-    assert journals_of(sqlite_database) == []  # removed on a clean exit
+    assert journals_of(db) == []  # removed on a clean exit
 
 
 def test_a_held_result_keeps_what_the_job_printed_and_when_it_ran(store):
@@ -107,8 +115,9 @@ def test_jobs_that_outlast_a_batch_s_time_give_the_rest_back(store, monkeypatch)
     assert sum(c["given_back"] for c in calls) > 0
 
 
-def test_a_burst_worker_makes_no_change_watch(store):
+def test_a_burst_worker_makes_no_change_watch(sqlite_database):
     """It never waits for work, and closing a watch costs an RCU grace period at exit."""
+    store = open_store(sqlite_database, durable=False)
     enqueue(store, {"command": "true"})
     worker = Worker(store, new_identity(), verbose=False)
     worker.run(burst=True)
@@ -117,12 +126,13 @@ def test_a_burst_worker_makes_no_change_watch(store):
     waiting = Worker(store, new_identity(), verbose=False)  # not burst: watches before a claim
     assert waiting.run_once(0.0) is False
     assert store.db._watch_fd is not None
+    store.close()
 
 
-def test_worker_stop_takes_effect_after_the_current_job_of_a_batch(store, sqlite_database):
+def test_worker_stop_takes_effect_after_the_current_job_of_a_batch(store, db):
     ids = enqueue(store, *[{"command": "true"} for _ in range(3)],
                   *[{"command": "sleep 0.06"} for _ in range(20)])
-    other = open_store(sqlite_database)
+    other = open_store(db)
     asked: list[int] = []  # jobs done when the stop was asked
     real = store.record_batch
     worker = Worker(store, new_identity(), verbose=False)
@@ -145,3 +155,41 @@ def test_worker_stop_takes_effect_after_the_current_job_of_a_batch(store, sqlite
     assert worker.jobs_done - asked[0] <= 2
     assert sum(store.get(j).state == "pending" for j in ids) == len(ids) - worker.jobs_done
     assert {store.get(j).runs for j in ids if store.get(j).state == "pending"} == {0}
+
+
+def test_a_start_the_journal_cannot_note_is_given_back_not_run(store, tmp_path):
+    """A journal write that fails (a full disk; PostgreSQL gone a moment) ends the batch: what
+    is held is recorded, the job whose start could not be noted goes back unstarted with the
+    rest, and every job still runs exactly once."""
+    ran = tmp_path / "ran"
+    ids = enqueue(store, *[{"command": f"echo {i} >> {ran}"} for i in range(20)])
+    worker = Worker(store, new_identity(), verbose=False)
+    worker.use_journal()
+    journal_type = type(worker._journal)
+    real_started = journal_type.started
+    failures: list[str] = []
+
+    def started(self, job, at):
+        if len(worker._held) >= 3 and not failures:  # mid-batch, results held
+            failures.append(job.id)
+            raise OSError(28, "No space left on device")
+        return real_started(self, job, at)
+
+    given_back: list[str] = []
+    real_record_batch = store.record_batch
+
+    def record_batch(records, *args, give_back=(), **kwargs):
+        given_back.extend(job.id for job in give_back)
+        return real_record_batch(records, *args, give_back=give_back, **kwargs)
+
+    store.record_batch = record_batch
+    journal_type.started = started
+    try:
+        worker.run(burst=True)
+    finally:
+        journal_type.started = real_started
+    assert failures and failures[0] in given_back  # not run on an old claim
+    assert sorted(ran.read_text().split(), key=int) == [str(i) for i in range(20)]
+    assert {store.get(j).state for j in ids} == {"completed"}
+    assert {store.get(j).runs for j in ids} == {1}  # the given-back job too: claimed anew
+    assert worker.jobs_done == 20

@@ -5,6 +5,8 @@ A block starts with a line `-- name: NAME` and runs to the next such line. Block
 names (tests/unit/test_sql.py checks it), so the store's logic is written once. The one
 exception is ONE_STATEMENT_FORMS: a dialect may do in one statement what the others do in
 several (the store uses it where the dialect defines it), saving a round trip per call.
+The other is POSTGRES_ONLY: the journal of PostgreSQL workers lives in the database, where a
+SQLite worker's is a file (journal.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from functools import cache
 
 # name -> the names it stands for; only PostgreSQL (data-modifying WITH) defines these.
 ONE_STATEMENT_FORMS = {"finish_job_with_attempt": ("finish_job", "insert_attempt")}
+# The server-side journal (DECISIONS.md 31), used only by a PostgreSQL store.
+POSTGRES_ONLY = frozenset({"journal_write", "journal_read", "journal_clear", "journal_forget",
+                           "journal_forget_orphans"})
 
 _NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 

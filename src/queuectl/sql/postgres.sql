@@ -273,6 +273,25 @@ CREATE INDEX jobs_by_state_but_completed ON jobs (state, seq) WHERE state <> 'co
 DROP TRIGGER jobs_counted_on_insert ON jobs;
 DROP FUNCTION queuectl_count_inserted();
 
+-- name: migration_6
+-- The journal of workers that run short jobs in batches (DECISIONS.md §31): each job's start,
+-- and each finished job's result until the commit that records it. UNLOGGED: its rows are
+-- written without a WAL flush (a commit that touches only unlogged tables does not wait for
+-- the disk), which is the whole point: one such write per job costs a fraction of a durable
+-- commit. The server empties it when it recovers from a crash; the worker still holds what it
+-- journaled then, and records it when it reconnects. Only the worker and the server lost
+-- together lose a held result. A job_id of '' is the marker row: this worker keeps a journal.
+CREATE UNLOGGED TABLE worker_journal (
+    worker_id   TEXT NOT NULL,
+    job_id      TEXT NOT NULL,
+    token       TEXT NOT NULL,
+    started_at  DOUBLE PRECISION NOT NULL,
+    exit_code   INTEGER,           -- NULL: started, no result yet
+    finished_at DOUBLE PRECISION,
+    output      BYTEA
+);
+CREATE INDEX worker_journal_by_worker ON worker_journal (worker_id);
+
 -- name: schema_table_exists
 SELECT 1 FROM information_schema.tables
 WHERE table_schema = current_schema() AND table_name = 'queuectl_meta'
@@ -385,6 +404,27 @@ WHERE NOT EXISTS (SELECT 1 FROM workers WHERE id = %(worker_id)s AND stop_reques
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 )
+RETURNING *
+
+-- name: claim_any_many
+-- claim_any for up to `most` jobs at once, the best first (a batch, DECISIONS.md §30): one
+-- statement instead of one per job. ARRAY(...) runs the locking subquery exactly once (an
+-- InitPlan); IN (subquery) may be planned as a join that runs it again and locks more rows
+-- than it returns. Each job gets its own token: the claim's, dotted with the job's seq. With a
+-- handful of jobs ready the planner sorts that handful; with many it walks jobs_ready
+-- (tests/integration/test_postgres_specific.py reads both plans).
+UPDATE jobs
+SET state = 'processing', runs = runs + 1, worker_id = %(worker_id)s, host = %(host)s,
+    lease_token = %(token)s || '.' || seq::text, lease_expires_at = %(lease_until)s,
+    started_at = %(now)s, updated_at = %(now)s, pgid = NULL, pgid_started = NULL
+WHERE NOT EXISTS (SELECT 1 FROM workers WHERE id = %(worker_id)s AND stop_requested <> 0)
+  AND seq = ANY (ARRAY(
+    SELECT seq FROM jobs
+    WHERE state IN ('pending', 'failed') AND run_at <= %(now)s
+    ORDER BY priority DESC, run_at, seq
+    LIMIT %(most)s
+    FOR UPDATE SKIP LOCKED
+))
 RETURNING *
 
 -- name: claim_in_queues
@@ -546,6 +586,36 @@ INSERT INTO attempts (job_id, run, worker_id, host, started_at, finished_at, out
 VALUES (%(job_id)s, %(run)s, %(worker_id)s, %(host)s, %(started_at)s, %(finished_at)s,
         %(outcome)s, %(exit_code)s, %(error)s, %(output_bytes)s)
 ON CONFLICT (job_id, run) DO NOTHING
+
+-- name: journal_write
+-- A worker's journal lines (see migration_6), one or two per call: the result of the job that
+-- just ended travels with the start of the next.
+INSERT INTO worker_journal (worker_id, job_id, token, started_at, exit_code, finished_at,
+                            output)
+SELECT r.worker_id, r.job_id, r.token, r.started_at, r.exit_code, r.finished_at,
+       decode(r.output, 'base64')
+FROM jsonb_to_recordset(%(rows)s::jsonb)
+     AS r(worker_id text, job_id text, token text, started_at double precision,
+          exit_code integer, finished_at double precision, output text)
+
+-- name: journal_read
+SELECT job_id, token, started_at, exit_code, finished_at, output FROM worker_journal
+WHERE worker_id = %(worker_id)s
+
+-- name: journal_clear
+-- After a commit that recorded what the journal held: all but the marker and the start of the
+-- job still running (%(keep)s, or '').
+DELETE FROM worker_journal
+WHERE worker_id = %(worker_id)s AND job_id <> '' AND job_id <> %(keep)s
+
+-- name: journal_forget
+DELETE FROM worker_journal WHERE worker_id = %(worker_id)s
+
+-- name: journal_forget_orphans
+-- Journals of workers forgotten as dead (forget_dead_workers) that no job still points to.
+DELETE FROM worker_journal j
+WHERE NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = j.worker_id)
+  AND NOT EXISTS (SELECT 1 FROM jobs WHERE state = 'processing' AND worker_id = j.worker_id)
 
 -- name: get_job
 SELECT * FROM jobs WHERE id = %(id)s

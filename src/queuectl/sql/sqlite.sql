@@ -214,6 +214,10 @@ CREATE INDEX jobs_by_state_but_completed ON jobs (state, seq) WHERE state <> 'co
 -- State changes and deletes are still counted by triggers.
 DROP TRIGGER jobs_counted_on_insert;
 
+-- name: migration_6
+-- Nothing here: PostgreSQL's migration 6 makes its workers' journal table; a SQLite worker
+-- journals to a file (journal.py). The version moves on both, one number per queuectl.
+
 -- name: schema_table_exists
 SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'queuectl_meta'
 
@@ -309,6 +313,23 @@ WHERE NOT EXISTS (SELECT 1 FROM workers WHERE id = :worker_id AND stop_requested
     WHERE state IN ('pending', 'failed') AND run_at <= :now
     ORDER BY priority DESC, run_at, seq
     LIMIT 1
+)
+RETURNING *
+
+-- name: claim_any_many
+-- claim_any for up to `most` jobs at once, the best first (a batch, DECISIONS.md §30): one
+-- statement instead of one per job, about 20 µs less per job. SQLite runs the IN subquery once
+-- (into a temporary index). Each job gets its own token: the claim's, dotted with its seq.
+UPDATE jobs
+SET state = 'processing', runs = runs + 1, worker_id = :worker_id, host = :host,
+    lease_token = :token || '.' || seq, lease_expires_at = :lease_until, started_at = :now,
+    updated_at = :now, pgid = NULL, pgid_started = NULL
+WHERE NOT EXISTS (SELECT 1 FROM workers WHERE id = :worker_id AND stop_requested <> 0)
+  AND seq IN (
+    SELECT seq FROM jobs INDEXED BY jobs_ready
+    WHERE state IN ('pending', 'failed') AND run_at <= :now
+    ORDER BY priority DESC, run_at, seq
+    LIMIT :most
 )
 RETURNING *
 

@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from queuectl.errors import Conflict  # noqa: F401 - where connectors used to find it
+from queuectl.store.sent import Sent
 
 
 class Connector(Protocol):
@@ -24,11 +25,21 @@ class Connector(Protocol):
         send the COMMIT along with it. Nothing may follow it in that transaction."""
         ...
 
-    def execute_then_fetch_one_last(self, name: str, params: dict[str, Any],
+    def fetch_all_last(self, name: str, params: dict[str, Any] | None = None) -> list[dict]:
+        """fetch_all for the last statement of the (outermost) transaction, as fetch_one_last."""
+        ...
+
+    def execute_then_fetch_all_last(self, name: str, params: dict[str, Any],
                                     last_name: str, last_params: dict[str, Any],
-                                    ) -> tuple[int, dict | None]:
-        """execute(name), then fetch_one_last(last_name); the connector may send both (and the
+                                    ) -> tuple[int, list[dict]]:
+        """execute(name), then fetch_all_last(last_name); the connector may send both (and the
         COMMIT) at once."""
+        ...
+
+    def queue(self, name: str, params: dict[str, Any]) -> Sent:
+        """Run a statement whose outcome nobody needs before the transaction ends, as late as
+        the connector likes: PostgreSQL sends it with the transaction's next statement, in one
+        round trip (a batch's results: DECISIONS.md 31); SQLite runs it now."""
         ...
 
     def fetch_all(self, name: str, params: dict[str, Any] | None = None) -> list[dict]: ...

@@ -8,6 +8,7 @@ nothing; the methods return False/None for that instead of raising.
 
 from __future__ import annotations
 
+import base64
 import builtins  # `list` below names JobStore.list: annotations after it say builtins.list
 import json
 import os
@@ -32,6 +33,7 @@ from queuectl.models import (
     new_job_ids,
 )
 from queuectl.record import Record
+from queuectl.store.sent import Sent
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations here are never evaluated
 if TYPE_CHECKING:
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
     from queuectl.journal import JournalEntry
     from queuectl.store.connector import Connector
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # workers.stop_requested: why a live worker takes no job. Paused came later and shares the
 # column rather than add one: a new column is a migration, and every older queuectl on the
 # queue would refuse it until upgraded; an older one shows a paused worker as stopping.
@@ -76,22 +78,26 @@ def row_to_job(row: dict) -> Job:
 
 
 class _ChainedClaim:
-    """record_and_claim's claim, not yet sent. The result's last statement may take it along
-    (`Connector.execute_then_fetch_one_last`: on PostgreSQL, one round trip for both); if it
-    did not, record_and_claim sends it itself."""
+    """record_batch's claim, not yet sent. The last result's statement may take it along
+    (`Connector.execute_then_fetch_all_last`: on PostgreSQL, one round trip for both); if it
+    did not, record_batch sends it itself."""
 
-    __slots__ = ("name", "params", "sent", "row")
+    __slots__ = ("name", "params", "sent", "rows")
 
     def __init__(self, name: str, params: dict[str, Any]):
         self.name, self.params = name, params
         self.sent = False
-        self.row: dict | None = None
+        self.rows: list[dict] = []
 
 
 class JobStore:
     def __init__(self, db: Connector):
         self.db = db
-        self._chained: _ChainedClaim | None = None  # set only inside record_and_claim
+        self._chained: _ChainedClaim | None = None  # set only inside record_batch
+        # Inside record_batch, while it records results held back in a batch: their
+        # statements are queued (Connector.queue), all sent with the next one.
+        self._queue_results = False
+        self._queued_outputs: list[tuple[OutputCapture, Any]] = []  # (output, its mark)
 
     def close(self) -> None:
         self.db.close()
@@ -295,9 +301,9 @@ class JobStore:
             row = self.db.fetch_one_last(name, params)
         return row_to_job(row) if row else None
 
-    def _claim_statement(self, worker: WorkerIdentity, now: float,
-                         lease_seconds: float) -> tuple[str, dict[str, Any]]:
-        params = {
+    def _claim_statement(self, worker: WorkerIdentity, now: float, lease_seconds: float,
+                         most: int = 1) -> tuple[str, dict[str, Any]]:
+        params: dict[str, Any] = {
             "worker_id": worker.id,
             "host": worker.host,
             "token": _token(),
@@ -305,6 +311,8 @@ class JobStore:
             "now": now,
         }
         if not worker.queues:
+            if most > 1:
+                return "claim_any_many", params | {"most": most}
             return "claim_any", params
         params["queues"] = json.dumps(worker.queues)
         return "claim_in_queues", params
@@ -322,50 +330,68 @@ class JobStore:
                      give_back: Iterable[Job] = (),
                      ) -> tuple[builtins.list[Any], builtins.list[Job]]:
         """In one transaction: record runs' results (each of `records` is a bound
-        complete/fail/... call), give back jobs claimed ahead that will not run here, and claim
-        up to `claim` jobs for this worker. Returns what each record returned and the jobs
-        claimed, in the order they were claimed (best first).
+        complete/fail/... call; all but the last must be `complete` calls, results held in a
+        batch), give back jobs claimed ahead that will not run here, and claim up to `claim`
+        jobs for this worker. Returns what each record returned and the jobs claimed, best
+        first.
 
         All or nothing: if anything fails, nothing is written and the caller may try again.
         No claim when `worker stop` asked this worker to stop (the claim statement reads the
-        flag, inside the transaction, so a stop that committed first always wins). Each claim
-        is the one-job claim statement, run `claim` times: every job is taken under the same
-        guard as always. The claims' parameters are made before and their Jobs after the
-        transaction: on SQLite, Python inside it holds the one write lock. On PostgreSQL the
-        first claim travels with the last result (DECISIONS.md 26)."""
-        statements = [self._claim_statement(worker, now, lease_seconds) for _ in range(claim)]
+        flag, inside the transaction, so a stop that committed first always wins). The claim
+        is one statement, whatever `claim` is (claim_any_many), except for a worker that
+        serves named queues: the one-job claim statement, run `claim` times. The claims'
+        parameters are made before and their Jobs after the transaction: on SQLite, Python
+        inside it holds the one write lock. On PostgreSQL the whole transaction is one round
+        trip: the held results and the give-backs are queued (Connector.queue) and sent with
+        the last result, which takes the claim and the COMMIT along (DECISIONS.md 26, 31)."""
+        if claim > 1 and not worker.queues:
+            statements = [self._claim_statement(worker, now, lease_seconds, most=claim)]
+        else:
+            statements = [self._claim_statement(worker, now, lease_seconds)
+                          for _ in range(claim)]
         give_back = builtins.list(give_back)
         # Sent with the last result, the claim commits with it on PostgreSQL: only when it is
         # the transaction's last statement.
-        chained = _ChainedClaim(*statements[0]) if claim == 1 and records and not give_back \
-            else None
+        chained = _ChainedClaim(*statements[0]) if len(statements) == 1 and records \
+            and not give_back else None
         rows: builtins.list[dict] = []
         results: builtins.list[Any] = []
         try:
             with self.db.transaction():
+                for job in give_back:
+                    self.db.queue("unclaim_job", {"id": job.id, "token": job.lease_token,
+                                                  "now": now})
                 for index, record in enumerate(records):
-                    if index == len(records) - 1:
+                    last = index == len(records) - 1
+                    self._queue_results = not last
+                    if last:
                         self._chained = chained  # the last result's statement may take it along
                     results.append(record())
+                self._queue_results = False
                 self._chained = None
-                for job in give_back:
-                    self.db.execute("unclaim_job", {"id": job.id, "token": job.lease_token,
-                                                    "now": now})
                 if chained is not None and chained.sent:
                     statements.pop(0)
-                    if chained.row is not None:
-                        rows.append(chained.row)
-                    else:
+                    rows += chained.rows
+                    if not chained.rows:
                         statements.clear()  # nothing due (or asked to stop): claim no more
                 for number, (name, params) in enumerate(statements, 1):
-                    fetch = self.db.fetch_one_last if number == len(statements) else \
-                        self.db.fetch_one
-                    row = fetch(name, params)
-                    if row is None:
+                    fetch = self.db.fetch_all_last if number == len(statements) else \
+                        self.db.fetch_all
+                    found = fetch(name, params)
+                    if not found:
                         break
-                    rows.append(row)
+                    rows += found
+        except BaseException:
+            for output, mark in self._queued_outputs:  # the caller may retry: keep the output
+                output.rewind(mark)
+            raise
         finally:
             self._chained = None
+            self._queue_results = False
+            self._queued_outputs.clear()
+        results = [result.rowcount == 1 if isinstance(result, Sent) else result
+                   for result in results]
+        rows.sort(key=lambda row: (-row["priority"], row["run_at"], row["seq"]))
         return results, [row_to_job(row) for row in rows]
 
     def unclaim(self, job: Job, now: float) -> bool:
@@ -412,25 +438,28 @@ class JobStore:
 
     def _insert_chunks(self, job: Job, output: OutputCapture,
                        chunks: list[tuple[int, bytes]]) -> None:
+        write = self.db.queue if self._queue_results else self.db.execute
         for start, data in chunks:
-            self.db.execute("insert_output_chunk", {
+            write("insert_output_chunk", {
                 "job_id": job.id, "run": job.runs, "start_byte": start, "data": data,
                 "token": job.lease_token,
             })
         if output.dropped:
             cut_end, replacement = output.take_trim()
-            self.db.execute("trim_output", {
+            write("trim_output", {
                 "job_id": job.id, "run": job.runs, "head_end": output.head_limit,
                 "tail_start": cut_end,
             })
             if replacement is not None:
-                self.db.execute("insert_output_chunk", {
+                write("insert_output_chunk", {
                     "job_id": job.id, "run": job.runs, "start_byte": replacement[0],
                     "data": replacement[1], "token": job.lease_token,
                 })
 
     def complete(self, job: Job, now: float, exit_code: int = 0,
-                 output: OutputCapture | None = None) -> bool:
+                 output: OutputCapture | None = None) -> bool | Sent:
+        """True if recorded, False if the job was no longer ours; a Sent for a result held in
+        a batch, which record_batch turns into that bool."""
         return self._finish(
             job, now, state=COMPLETED, attempts=job.attempts + 1, run_at=job.run_at,
             outcome="completed", exit_code=exit_code, error=None, finished=True, output=output,
@@ -458,24 +487,26 @@ class JobStore:
     def release(self, job: Job, now: float, reason: str,
                 output: OutputCapture | None = None) -> bool:
         """Put a job back without charging an attempt (cold stop)."""
-        return self._finish(
+        return bool(self._finish(
             job, now, state=PENDING, attempts=job.attempts, run_at=now, outcome="released",
             exit_code=None, error=reason, finished=False, output=output,
-        )
+        ))
 
     def finish_cancelled(self, job: Job, now: float, exit_code: int | None,
                          output: OutputCapture | None = None) -> bool:
         """A running job killed because the user cancelled it."""
-        return self._finish(
+        return bool(self._finish(
             job, now, state=CANCELLED, attempts=job.attempts, run_at=job.run_at,
             outcome="cancelled", exit_code=exit_code, error="cancelled by user while running",
             finished=True, output=output,
-        )
+        ))
 
     def _finish(self, job: Job, now: float, *, state: str, attempts: int, run_at: float,
                 outcome: str, exit_code: int | None, error: str | None, finished: bool,
-                crashes: int | None = None, output: OutputCapture | None = None) -> bool:
+                crashes: int | None = None, output: OutputCapture | None = None) -> bool | Sent:
         mark = output.mark() if output is not None else None
+        if output is not None and self._queue_results:  # sent later: record_batch rewinds
+            self._queued_outputs.append((output, mark))
         try:
             return self._finish_in_transaction(
                 job, now, state=state, attempts=attempts, run_at=run_at, outcome=outcome,
@@ -489,7 +520,7 @@ class JobStore:
     def _finish_in_transaction(self, job: Job, now: float, *, state: str, attempts: int,
                                run_at: float, outcome: str, exit_code: int | None,
                                error: str | None, finished: bool, crashes: int | None,
-                               output: OutputCapture | None) -> bool:
+                               output: OutputCapture | None) -> bool | Sent:
         with self.db.transaction():
             if output is not None:  # guarded by the lease too: must precede finish_job
                 chunks = output.take_unstored()
@@ -519,8 +550,10 @@ class JobStore:
                 # Inside record_and_claim, the next claim goes along with it (DECISIONS.md 26).
                 chained, self._chained = self._chained, None
                 if chained is None:
+                    if self._queue_results:  # a held result: record_batch reads it later
+                        return self.db.queue("finish_job_with_attempt", finish | attempt)
                     return self.db.execute("finish_job_with_attempt", finish | attempt) == 1
-                matched, chained.row = self.db.execute_then_fetch_one_last(
+                matched, chained.rows = self.db.execute_then_fetch_all_last(
                     "finish_job_with_attempt", finish | attempt, chained.name, chained.params)
                 chained.sent = True
                 return matched == 1
@@ -635,6 +668,47 @@ class JobStore:
         """The jobs `worker_id` holds (processing), a take-over's included."""
         return [row_to_job(row) for row in
                 self.db.fetch_all("jobs_of_worker", {"worker_id": worker_id})]
+
+    # -- PostgreSQL workers' journal (journal_table.py; a SQLite worker's is a file) ----------
+
+    def journal_write(self, worker_id: str, entries: builtins.list[dict[str, Any]]) -> None:
+        """Append journal lines (dicts of job_id, token, started_at, and for a result
+        exit_code, finished_at and output as bytes), in one statement that commits on its
+        own (no BEGIN and COMMIT around it: one round trip): the table is unlogged, so it
+        waits for no disk."""
+        rows = [entry | {"worker_id": worker_id,
+                         "output": base64.b64encode(entry["output"]).decode("ascii")
+                         if entry.get("output") is not None else None}
+                for entry in entries]
+        self.db.execute("journal_write", {"rows": json.dumps(rows)})
+
+    def journal_entries(self, worker_id: str) -> dict[str, JournalEntry] | None:
+        """A worker's journal by job id, as journal.read gives a file's: None when it kept
+        none (no line at all, not even its marker)."""
+        from queuectl.journal import JournalEntry
+
+        found = self.db.fetch_all("journal_read", {"worker_id": worker_id})
+        if not found:
+            return None
+        entries: dict[str, JournalEntry] = {}
+        for row in found:
+            job_id = row["job_id"]
+            if not job_id:
+                continue  # the marker
+            if row["exit_code"] is not None:
+                entries[job_id] = JournalEntry(
+                    row["token"], row["started_at"], row["exit_code"], row["finished_at"],
+                    bytes(row["output"] or b""))
+            elif job_id not in entries:
+                entries[job_id] = JournalEntry(row["token"], row["started_at"])
+        return entries
+
+    def journal_clear(self, worker_id: str, keep: str = "") -> None:
+        """Remove the lines a commit made moot: all but the marker and job `keep`'s."""
+        self.db.execute("journal_clear", {"worker_id": worker_id, "keep": keep})
+
+    def journal_forget(self, worker_id: str) -> None:
+        self.db.execute("journal_forget", {"worker_id": worker_id})
 
     def workers_on_host(self, host: str) -> list[dict]:
         return self.db.fetch_all("workers_on_host", {"host": host})
@@ -859,4 +933,9 @@ class JobStore:
 
     def forget_dead_workers(self, alive_since: float) -> int:
         with self.db.transaction():
-            return self.db.execute("forget_dead_workers", {"alive_since": alive_since})
+            forgotten = self.db.execute("forget_dead_workers", {"alive_since": alive_since})
+            if "journal_forget_orphans" in self.db.queries:
+                # The journal of a worker whose row is gone (unregistered when found dead, or
+                # forgotten just now), once no job still points to it (journal_table.py).
+                self.db.execute("journal_forget_orphans")
+        return forgotten

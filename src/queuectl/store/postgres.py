@@ -30,6 +30,7 @@ except ImportError:  # the [postgres] extra is not installed; say so when a URL 
 from queuectl import sql
 from queuectl.errors import Conflict, DatabaseUnavailable, InputError, QueueError
 from queuectl.store import mask_password
+from queuectl.store.sent import Sent
 
 NOTIFY_CHANNEL = "queuectl"  # the SQL's pg_notify calls name it too
 LISTEN_RETRY_SECONDS = 1.0
@@ -67,6 +68,8 @@ class PostgresConnector:
         self._in_transaction = False
         self._begin_pending = False  # in a transaction whose BEGIN goes with its first statement
         self._committed_early = False  # in a transaction whose COMMIT went with fetch_one_last
+        # Statements queued in this transaction (queue()): sent with the next one (_run_all).
+        self._queued: list[tuple[str, dict[str, Any], Sent]] = []
         self._pipeline = psycopg.Pipeline.is_supported()  # libpq 14 or later
         self._own_pid: int | None = None
         self._listener: psycopg.Connection[Any] | None = None
@@ -94,21 +97,39 @@ class PostgresConnector:
         self._committed_early = True  # transaction() sends no COMMIT of its own
         return rows[0] if rows else None
 
-    def execute_then_fetch_one_last(self, name: str, params: dict[str, Any],
+    def fetch_all_last(self, name: str, params: dict[str, Any] | None = None) -> list[dict]:
+        """fetch_one_last for a statement that returns several rows."""
+        if not self._in_transaction or not self._pipeline or not params:
+            return self.fetch_all(name, params)
+        rows = self._run(self.queries[name], params, commit=True).fetchall()
+        self._committed_early = True  # transaction() sends no COMMIT of its own
+        return rows
+
+    def execute_then_fetch_all_last(self, name: str, params: dict[str, Any],
                                     last_name: str, last_params: dict[str, Any],
-                                    ) -> tuple[int, dict | None]:
-        """execute(name), then fetch_one_last(last_name), all in one pipeline with the COMMIT
+                                    ) -> tuple[int, list[dict]]:
+        """execute(name), then fetch_all_last(last_name), all in one pipeline with the COMMIT
         (and a pending BEGIN): one round trip for a job's result and its worker's next claim,
         where it took two. The first statement's row count, like every answer, is read only
         after the COMMIT's, and a failure of either sends nothing after it: the transaction
         rolls back as a whole."""
         if not self._in_transaction or not self._pipeline or not params or not last_params:
-            return self.execute(name, params), self.fetch_one_last(last_name, last_params)
+            return self.execute(name, params), self.fetch_all_last(last_name, last_params)
         first, last = self._run_all([(self.queries[name], params),
                                      (self.queries[last_name], last_params)], commit=True)
         self._committed_early = True  # transaction() sends no COMMIT of its own
-        rows = last.fetchall()
-        return first.rowcount, rows[0] if rows else None
+        return first.rowcount, last.fetchall()
+
+    def queue(self, name: str, params: dict[str, Any]) -> Sent:
+        """Inside a transaction, and with pipeline mode: held back and sent in one pipeline
+        with the transaction's next statement or its COMMIT, so a batch's results cost one
+        round trip, not one each. A failure then fails that statement's call, and the
+        transaction rolls back as a whole."""
+        if not self._in_transaction or not self._pipeline or not params:
+            return Sent(self.execute(name, params))
+        sent = Sent()
+        self._queued.append((self.queries[name], params, sent))
+        return sent
 
     def fetch_all(self, name: str, params: dict[str, Any] | None = None) -> list[dict]:
         return self._run(self.queries[name], params).fetchall()
@@ -152,6 +173,7 @@ class PostgresConnector:
             yield
         except BaseException:
             self._in_transaction = False
+            self._queued.clear()  # never sent; the transaction is rolled back as a whole
             if self._begin_pending:  # nothing was sent: nothing to roll back
                 self._begin_pending = False
             elif self._committed_early:  # committed already: nothing to roll back either
@@ -163,7 +185,7 @@ class PostgresConnector:
         if self._committed_early:  # fetch_one_last sent the COMMIT with the last statement
             self._committed_early = False
             return
-        if self._begin_pending:  # an empty transaction
+        if self._begin_pending and not self._queued:  # an empty transaction
             self._begin_pending = False
             return
         if self._conn is not None and self._conn.info.transaction_status == \
@@ -172,6 +194,13 @@ class PostgresConnector:
             self._rollback_quietly()
             raise QueueError(f"a statement failed in a transaction on {self._where}; "
                              "nothing of it was written")
+        if self._queued:  # with the COMMIT, in one pipeline
+            try:
+                self._run_all([], commit=True)
+            except BaseException:  # a queued statement failed: the COMMIT never ran
+                self._rollback_quietly()
+                raise
+            return
         self._run("COMMIT")
 
     def run_script(self, script: str) -> None:
@@ -259,22 +288,29 @@ class PostgresConnector:
         # during a long job (the queue of undelivered NOTIFYs is shared by the whole cluster).
         self._drain_notifications()
         begin, self._begin_pending = self._begin_pending, False
+        queued, self._queued = self._queued, []
+        if queued:
+            statements = [(text, params) for text, params, _ in queued] + statements
         try:
             if not (begin or commit) and len(statements) == 1:
                 statement, params = statements[0]
-                return [conn.execute(statement, params or None)]
-            if not self._pipeline or not all(params for _, params in statements):
+                cursors = [conn.execute(statement, params or None)]
+            elif not self._pipeline or not all(params for _, params in statements):
                 if begin:
                     conn.execute("BEGIN")
-                return [conn.execute(statement, params or None)
-                        for statement, params in statements]
-            with conn.pipeline():
-                if begin:
-                    conn.execute("BEGIN")
-                cursors = [conn.execute(statement, params) for statement, params in statements]
-                if commit:
-                    conn.execute("COMMIT")
-            return cursors
+                cursors = [conn.execute(statement, params or None)
+                           for statement, params in statements]
+            else:
+                with conn.pipeline():
+                    if begin:
+                        conn.execute("BEGIN")
+                    cursors = [conn.execute(statement, params)
+                               for statement, params in statements]
+                    if commit:
+                        conn.execute("COMMIT")
+            for (_, _, sent), cursor in zip(queued, cursors, strict=False):  # then ours
+                sent.rowcount = cursor.rowcount
+            return cursors[len(queued):]
         except psycopg.errors.UniqueViolation as exc:
             raise Conflict(self._reason(exc)) from None
         except psycopg.errors.InFailedSqlTransaction:

@@ -14,6 +14,7 @@ import time
 
 from queuectl import sql
 from queuectl.errors import Conflict, QueueError
+from queuectl.store.sent import Sent
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations here are never evaluated
 if TYPE_CHECKING:
@@ -190,11 +191,17 @@ class SQLiteConnector:
     def fetch_one_last(self, name: str, params: dict[str, Any] | None = None) -> dict | None:
         return self.fetch_one(name, params)  # a local COMMIT costs no round trip to save
 
-    def execute_then_fetch_one_last(self, name: str, params: dict[str, Any],
+    def fetch_all_last(self, name: str, params: dict[str, Any] | None = None) -> list[dict]:
+        return self.fetch_all(name, params)
+
+    def execute_then_fetch_all_last(self, name: str, params: dict[str, Any],
                                     last_name: str, last_params: dict[str, Any],
-                                    ) -> tuple[int, dict | None]:
+                                    ) -> tuple[int, list[dict]]:
         # One process, no round trips: simply one after the other.
-        return self.execute(name, params), self.fetch_one_last(last_name, last_params)
+        return self.execute(name, params), self.fetch_all(last_name, last_params)
+
+    def queue(self, name: str, params: dict[str, Any]) -> Sent:
+        return Sent(self.execute(name, params))  # no round trip to save
 
     def fetch_all(self, name: str, params: dict[str, Any] | None = None) -> list[dict]:
         return [dict(row) for row in self._run(self.queries[name], params).fetchall()]
