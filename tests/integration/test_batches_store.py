@@ -55,6 +55,32 @@ def test_record_batch_is_all_or_nothing(store):
     assert [store.get(x).state for x in "abc"] == ["processing", "processing", "pending"]
 
 
+def test_a_batch_that_fails_after_its_results_went_through_stores_their_output_on_retry(store):
+    """The claim fails after the results' statements ran (or were queued): nothing commits,
+    and the worker's retry must store what the jobs printed, not find it marked stored."""
+    from queuectl.capture import OutputCapture
+
+    store.enqueue([new("a"), new("b"), new("c")], T0)
+    store.register_worker(A, T0)
+    _, [a, b, c] = store.record_batch([], A, T0, LEASE, claim=3)
+    outputs = {job.id: OutputCapture(1 << 20) for job in (a, b)}
+    for job_id, output in outputs.items():
+        output.feed(f"{job_id} printed\n".encode())
+    records = [lambda job=job: store.complete(job, T0 + 1, output=outputs[job.id])
+               for job in (a, b)]
+    shipped = store.db.queries
+    store.db.queries = dict(shipped, claim_any_many="SELECT * FROM no_such_table")
+    with pytest.raises(QueueError):
+        store.record_batch(records, A, T0 + 1, LEASE, claim=2)
+    store.db.queries = shipped
+    assert store.get("a").state == "processing"  # all or nothing
+    results, claimed = store.record_batch(records, A, T0 + 1, LEASE, claim=2)
+    assert (results, claimed) == ([True, True], [])
+    for job_id in "ab":
+        assert b"".join(data for _, data in store.output(job_id, 1)) == (
+            f"{job_id} printed\n".encode())
+
+
 def test_record_batch_gives_back_what_was_claimed_ahead(store):
     store.enqueue([new("a"), new("b"), new("c")], T0)
     store.register_worker(A, T0)

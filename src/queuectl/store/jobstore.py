@@ -97,7 +97,9 @@ class JobStore:
         # Inside record_batch, while it records results held back in a batch: their
         # statements are queued (Connector.queue), all sent with the next one.
         self._queue_results = False
-        self._queued_outputs: list[tuple[OutputCapture, Any]] = []  # (output, its mark)
+        # Inside record_batch: the output of every result it records, with its mark, to
+        # rewind if the transaction fails after the result's own statements went through.
+        self._batch_outputs: list[tuple[OutputCapture, Any]] | None = None
 
     def close(self) -> None:
         self.db.close()
@@ -356,6 +358,8 @@ class JobStore:
             and not give_back else None
         rows: builtins.list[dict] = []
         results: builtins.list[Any] = []
+        outputs: builtins.list[tuple[OutputCapture, Any]] = []
+        self._batch_outputs = outputs
         try:
             with self.db.transaction():
                 for job in give_back:
@@ -382,13 +386,13 @@ class JobStore:
                         break
                     rows += found
         except BaseException:
-            for output, mark in self._queued_outputs:  # the caller may retry: keep the output
+            for output, mark in outputs:  # the caller may retry: store the output again
                 output.rewind(mark)
             raise
         finally:
             self._chained = None
             self._queue_results = False
-            self._queued_outputs.clear()
+            self._batch_outputs = None
         results = [result.rowcount == 1 if isinstance(result, Sent) else result
                    for result in results]
         rows.sort(key=lambda row: (-row["priority"], row["run_at"], row["seq"]))
@@ -505,8 +509,8 @@ class JobStore:
                 outcome: str, exit_code: int | None, error: str | None, finished: bool,
                 crashes: int | None = None, output: OutputCapture | None = None) -> bool | Sent:
         mark = output.mark() if output is not None else None
-        if output is not None and self._queue_results:  # sent later: record_batch rewinds
-            self._queued_outputs.append((output, mark))
+        if output is not None and self._batch_outputs is not None:
+            self._batch_outputs.append((output, mark))  # a later statement may fail it yet
         try:
             return self._finish_in_transaction(
                 job, now, state=state, attempts=attempts, run_at=run_at, outcome=outcome,
