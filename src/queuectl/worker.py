@@ -301,8 +301,6 @@ class Worker:
         self._last_maintenance = now
         self._flush_journal()
         self.settings = self.store.settings()
-        if self._journal is None and self._journal_wanted and self.store.db.dialect != "sqlite":
-            self.use_journal()  # its last write failed; a SQLite journal's failure is the disk
         self._check_stop_flag(now)
         # Every heartbeat-seconds, not every maintenance: a write wakes every idle worker on
         # the queue (they watch for commits), where the reads of maintenance wake nobody.
@@ -310,6 +308,10 @@ class Worker:
             self._heartbeat(now)
         self.recover(now)
         self._apply_retention(now)
+        if self._journal is None and self._journal_wanted and self.store.db.dialect != "sqlite":
+            # Its last write failed, and the database answers again (this pass got here).
+            # A SQLite journal that failed has a full disk, or worse: batches stay off.
+            self.use_journal()
 
     def _apply_retention(self, now: float) -> None:
         keep = self.settings["retention"]
@@ -381,8 +383,7 @@ class Worker:
 
     def execute(self, job: Job) -> bool:
         """Run a claimed job and record how it ended. False when it was not started: the
-        journal could not say so first, and it was given back (_write_journal)."""
-        self._say(f"job {job.id} started (run {job.runs}): {job.command}")
+        journal could not note its start first, and it was given back (_write_journal)."""
         started = time.monotonic()
         self._lease_until = started + self.settings["lease-seconds"]
         # When it really started, for its attempt's record: a job claimed ahead in a batch

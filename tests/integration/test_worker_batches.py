@@ -157,7 +157,7 @@ def test_worker_stop_takes_effect_after_the_current_job_of_a_batch(store, db):
     assert {store.get(j).runs for j in ids if store.get(j).state == "pending"} == {0}
 
 
-def test_a_start_the_journal_cannot_note_is_given_back_not_run(store, tmp_path):
+def test_a_start_the_journal_cannot_note_is_given_back_not_run(store, db, tmp_path):
     """A journal write that fails (a full disk; PostgreSQL gone a moment) ends the batch: what
     is held is recorded, the job whose start could not be noted goes back unstarted with the
     rest, and every job still runs exactly once."""
@@ -193,3 +193,8 @@ def test_a_start_the_journal_cannot_note_is_given_back_not_run(store, tmp_path):
     assert {store.get(j).state for j in ids} == {"completed"}
     assert {store.get(j).runs for j in ids} == {1}  # the given-back job too: claimed anew
     assert worker.jobs_done == 20
+    # Batches stay off on SQLite (a full disk); PostgreSQL journals again once the database
+    # answers a maintenance pass.
+    assert worker._journal is None
+    worker.maintain(0.0, force=True)
+    assert (worker._journal is not None) == db.startswith("postgresql://")
