@@ -80,7 +80,7 @@ def _batches(store, identity, lease: float) -> int:
     """A worker's path with no command: the first claim alone, then each batch's results
     recorded in the transaction that claims the next batch, every job's start and result
     written to the journal first (a file next to a SQLite queue, the worker_journal table of
-    a PostgreSQL one), the journal emptied after each commit."""
+    a PostgreSQL one), the journal emptied by each commit (a table's) or after it (a file)."""
     from queuectl.worker import BATCH_MOST
 
     if store.db.dialect == "sqlite":
@@ -102,8 +102,10 @@ def _batches(store, identity, lease: float) -> int:
             records.append(lambda job=job, now=now: store.complete(job, now, 0))
         done += len(batch)
         size = min(size * 2, BATCH_MOST)
-        _, batch = store.record_batch(records, identity, time.time(), lease, claim=size)
-        journal.committed()
+        clear = journal.clear_with_commit()  # PostgreSQL: in the batch's transaction
+        _, batch = store.record_batch(records, identity, time.time(), lease, claim=size,
+                                      clear_journal=clear)
+        journal.committed(cleared=clear is not None)
     journal.close(remove=True)
     return done
 
@@ -153,10 +155,10 @@ def _raw_loop(db: str, fixed: bool, ready, go, out) -> None:
 def _raw_pg_loop(db: str, fixed: bool, ready, go, out) -> None:
     """PostgreSQL's baseline: the statements the store sends (DECISIONS 31), through psycopg
     with nothing of queuectl around them. Per batch, one pipeline: the held results
-    (finish_job_with_attempt each), the claim of the next batch (claim_any_many), COMMIT,
-    with the server's default synchronous_commit as the store keeps it (DECISIONS 8); then
-    the journal's lines cleared. Per job, one journal_write: its start, with the result of the
-    job before it."""
+    (finish_job_with_attempt each) and the journal's lines cleared, the claim of the next
+    batch (claim_any_many), COMMIT, with the server's default synchronous_commit as the store
+    keeps it (DECISIONS 8). Per job, one journal_write: its start, with the result of the job
+    before it."""
     import json
 
     import psycopg
@@ -183,6 +185,8 @@ def _raw_pg_loop(db: str, fixed: bool, ready, go, out) -> None:
         now = time.time()
         with conn.pipeline():
             conn.execute("BEGIN")
+            if held:
+                conn.execute(q["journal_clear"], {"worker_id": worker, "keep": ""})
             for job in held:
                 conn.execute(q["finish_job_with_attempt"], {
                     "id": job["id"], "token": job["lease_token"], "state": "completed",
@@ -196,8 +200,6 @@ def _raw_pg_loop(db: str, fixed: bool, ready, go, out) -> None:
                 "lease_until": now + 15, "now": now, "most": BATCH_MOST})
             conn.execute("COMMIT")
         done += len(held)
-        if held:
-            conn.execute(q["journal_clear"], {"worker_id": worker, "keep": ""})
         batch = claim.fetchall()
         if not batch:
             break

@@ -77,7 +77,11 @@ class Journal:
     def flush(self) -> None:
         """Nothing waits here: every line is written when it is made."""
 
-    def committed(self, running: bool = False) -> None:
+    def clear_with_commit(self, running: bool = False) -> str | None:
+        """None: a file cannot be emptied in the database's transaction (see committed)."""
+        return None
+
+    def committed(self, running: bool = False, cleared: bool = False) -> None:
         """Everything held is recorded: empty the file, keeping the started line of the job
         still `running` (a batch is also committed at a long job's first cancel check)."""
         os.ftruncate(self._fd, 0)

@@ -67,12 +67,21 @@ class TableJournal:
             self._unsent = []
             self._lines = True
 
-    def committed(self, running: bool = False) -> None:
+    def clear_with_commit(self, running: bool = False) -> str | None:
+        """For the commit about to record what the journal holds (JobStore.record_batch's
+        clear_journal): the job whose lines must stay (`running`), or '', so that the commit
+        clears the rest itself, in the same transaction and round trip; None when there is
+        nothing to clear."""
+        if not self._lines:
+            return None
+        return self._running if running else ""
+
+    def committed(self, running: bool = False, cleared: bool = False) -> None:
         """Everything held is recorded: remove its lines, keeping the start of the job still
-        `running`."""
+        `running`; done already when the commit `cleared` them."""
         self._unsent = []
         keep = self._running if running else ""
-        if self._lines:  # one round trip per batch, none when nothing was written since
+        if self._lines and not cleared:  # a round trip; none when nothing was written since
             self.store.journal_clear(self.worker_id, keep=keep)
         self._running = keep
         self._lines = bool(keep)

@@ -280,17 +280,18 @@ class Worker:
         give_back = list(self._ahead)
         records = [record for _, record, _ in self._held]
         job = self._held[0][0] if self._held else give_back[0]
+        clear = self._journal.clear_with_commit(running=once) if self._journal else None
         def settle():
             return self.store.record_batch(records, self.identity, self.clock(),
                                            self.settings["lease-seconds"], claim=0,
-                                           give_back=give_back)
+                                           give_back=give_back, clear_journal=clear)
         outcome = settle() if once else self._durably(job, settle)
         if outcome is GAVE_UP:
             self._ahead.clear()
             return
         assert isinstance(outcome, tuple)
         results, _ = outcome
-        self._committed(results, give_back, [], running=once)
+        self._committed(results, give_back, [], running=once, cleared=clear is not None)
 
     def maintain(self, now: float, force: bool = False) -> None:
         """Every MAINTENANCE_SECONDS (heartbeat-seconds if shorter): reread settings, honour
@@ -617,10 +618,11 @@ class Worker:
         claim = self._batch_size if going_on and not self._ahead else 0
         give_back = [] if going_on else list(self._ahead)
         records = [held for _, held, _ in self._held] + [record]
+        clear = self._journal.clear_with_commit() if self._journal else None
         claimed_from = time.monotonic()
         outcome = self._durably(job, lambda: self.store.record_batch(
             records, self.identity, self.clock(), self.settings["lease-seconds"], claim=claim,
-            give_back=give_back))
+            give_back=give_back, clear_journal=clear))
         if outcome is GAVE_UP:  # nothing was recorded, nothing claimed
             self._ahead.clear()  # left to lease expiry; the journal keeps what was held
             return GAVE_UP
@@ -631,19 +633,22 @@ class Worker:
                                                         self.settings["lease-seconds"] / 2)
             # The claims read the stop flag, inside the transaction.
             self._stop_flag_fresh_until = claimed_from + AHEAD_STOP_CHECK_SECONDS
-        self._committed(results[:-1], give_back, claimed)
+        self._committed(results[:-1], give_back, claimed, cleared=clear is not None)
         return results[-1]
 
     def _committed(self, held_results: list, given_back: list[Job], claimed: list[Job],
-                   running: bool = False) -> None:
-        """After a commit that recorded the held results (and maybe gave back or claimed)."""
+                   running: bool = False, cleared: bool = False) -> None:
+        """After a commit that recorded the held results (and maybe gave back or claimed),
+        and `cleared` the journal's lines with them (a PostgreSQL journal, in the same
+        transaction)."""
         for (job, _, done), recorded in zip(self._held, held_results, strict=True):
             self._report(recorded, done,
                          f"job {job.id} finished but was no longer ours; result discarded")
         self._held.clear()
         journal_file = self._journal
         if journal_file is not None:
-            self._write_journal(lambda: journal_file.committed(running=running))
+            self._write_journal(lambda: journal_file.committed(running=running,
+                                                               cleared=cleared))
         if given_back:
             self._ahead.clear()
         self._ahead.extend(claimed)

@@ -396,19 +396,30 @@ def test_a_result_and_the_next_claim_travel_in_one_round_trip(pg_database):
 
 def test_a_batch_s_results_and_the_next_batch_s_claim_travel_in_one_round_trip(pg_database):
     """A batch (DECISIONS.md 31): the held results are queued (Connector.queue) and go to
-    the server with the last one, the claim of the next batch and the COMMIT."""
+    the server with the last one, the clearing of the worker's journal, the claim of the next
+    batch and the COMMIT."""
+    from queuectl.journal_table import TableJournal
+
     store = open_store(pg_database)
     me = WorkerIdentity("w", "h", 1)
     now = time.time()
     store.enqueue([NewJob(command="true", id=f"j{i}") for i in range(8)], now)
     store.register_worker(me, now)
     _, batch = store.record_batch([], me, now, 60, claim=4)
+    journal = TableJournal(store, me.id)
+    for job in batch:
+        journal.started(job, now)
+        journal.ended(job, now, now + 1, 0, b"")
     spy = store.db._conn = RoundTrips(store.db._conn)
     records = [lambda job=job: store.complete(job, now + 1) for job in batch]
-    results, following = store.record_batch(records, me, now + 1, 60, claim=4)
+    clear = journal.clear_with_commit()
+    results, following = store.record_batch(records, me, now + 1, 60, claim=4,
+                                            clear_journal=clear)
+    journal.committed(cleared=clear is not None)
     assert (results, [j.id for j in following], spy.count) == (
-        [True] * 4, ["j4", "j5", "j6", "j7"], 1)
+        [True] * 4, ["j4", "j5", "j6", "j7"], 1)  # the journal's lines cleared in it too
     assert {store.get(j.id).state for j in batch} == {"completed"}
+    assert store.journal_entries(me.id) == {}
     store.close()
 
 

@@ -34,10 +34,10 @@ def spy_on_batches(store) -> list[dict]:
     calls: list[dict] = []
     real = store.record_batch
 
-    def record_batch(records, worker, now, lease_seconds, claim=1, give_back=()):
+    def record_batch(records, worker, now, lease_seconds, claim=1, give_back=(), **kwargs):
         give_back = list(give_back)
         results, claimed = real(records, worker, now, lease_seconds, claim=claim,
-                                give_back=give_back)
+                                give_back=give_back, **kwargs)
         calls.append({"recorded": len(records), "asked": claim, "claimed": len(claimed),
                       "given_back": len(give_back)})
         return results, claimed

@@ -329,7 +329,7 @@ class JobStore:
 
     def record_batch(self, records: builtins.list[Callable[[], Any]], worker: WorkerIdentity,
                      now: float, lease_seconds: float, claim: int = 1,
-                     give_back: Iterable[Job] = (),
+                     give_back: Iterable[Job] = (), clear_journal: str | None = None,
                      ) -> tuple[builtins.list[Any], builtins.list[Job]]:
         """In one transaction: record runs' results (each of `records` is a bound
         complete/fail/... call; all but the last must be `complete` calls, results held in a
@@ -345,7 +345,9 @@ class JobStore:
         parameters are made before and their Jobs after the transaction: on SQLite, Python
         inside it holds the one write lock. On PostgreSQL the whole transaction is one round
         trip: the held results and the give-backs are queued (Connector.queue) and sent with
-        the last result, which takes the claim and the COMMIT along (DECISIONS.md 26, 31)."""
+        the last result, which takes the claim and the COMMIT along (DECISIONS.md 26, 31).
+        `clear_journal` (PostgreSQL: the id of the job whose journal lines stay, or '') clears
+        the worker's journal table in the same transaction (TableJournal.clear_with_commit)."""
         if claim > 1 and not worker.queues:
             statements = [self._claim_statement(worker, now, lease_seconds, most=claim)]
         else:
@@ -362,6 +364,9 @@ class JobStore:
         self._batch_outputs = outputs
         try:
             with self.db.transaction():
+                if clear_journal is not None:
+                    self.db.queue("journal_clear", {"worker_id": worker.id,
+                                                    "keep": clear_journal})
                 for job in give_back:
                     self.db.queue("unclaim_job", {"id": job.id, "token": job.lease_token,
                                                   "now": now})
