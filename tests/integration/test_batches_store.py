@@ -30,6 +30,24 @@ def test_record_batch_claims_up_to_the_batch_size_best_first(store):
     assert [j.id for j in claimed] == ["c"]  # what is left
 
 
+def test_a_worker_that_serves_named_queues_claims_a_batch_of_them_best_first(store):
+    """On PostgreSQL one statement (claim_in_queues_many), on SQLite the one-job claim per
+    job: the same jobs either way, only from the served queues, best first across them."""
+    from queuectl.store import WorkerIdentity
+
+    store.enqueue([new("a1", queue="a"), new("b1", queue="b"), new("c1", queue="c"),
+                   new("a2", queue="a"), new("b-urgent", queue="b", priority=5),
+                   new("a3", queue="a")], T0)
+    served = WorkerIdentity(id=A.id, host=A.host, pid=A.pid, queues=["a", "b"])
+    store.register_worker(served, T0)
+    _, claimed = store.record_batch([], served, T0, LEASE, claim=4)
+    assert [j.id for j in claimed] == ["b-urgent", "a1", "b1", "a2"]
+    assert len({j.lease_token for j in claimed}) == 4
+    _, claimed = store.record_batch([], served, T0, LEASE, claim=4)
+    assert [j.id for j in claimed] == ["a3"]  # never c1: not a served queue
+    assert store.get("c1").state == "pending"
+
+
 def test_record_batch_records_every_result_and_claims_the_next_batch(store):
     store.enqueue([new(f"j{i}") for i in range(5)], T0)
     store.register_worker(A, T0)

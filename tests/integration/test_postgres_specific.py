@@ -134,6 +134,24 @@ def test_a_batch_claim_walks_the_ready_index_when_many_jobs_are_ready(pg_databas
     assert "Seq Scan" not in plan and "Sort" not in plan, plan
 
 
+@pytest.mark.parametrize("analyzed", [False, True], ids=["no-stats", "analyzed"])
+def test_a_batch_claim_in_named_queues_walks_each_queue_s_index(pg_database, analyzed):
+    """claim_in_queues_many: each served queue sought on jobs_ready_by_queue for its best few,
+    never a scan of every ready job (the only sort is of those few per queue)."""
+    store = open_store(pg_database)
+    store.enqueue([NewJob(id=f"j{i}", command="true", queue="abc"[i % 3])
+                   for i in range(30_000)], 1e9)
+    with admin(pg_database) as conn:
+        if analyzed:
+            conn.execute("ANALYZE jobs")
+        plan = "\n".join(row[0] for row in conn.execute(
+            "EXPLAIN " + sql.load("postgres")["claim_in_queues_many"],
+            _claim_params() | {"queues": '["a", "b"]'}))
+    store.close()
+    assert "Index Scan using jobs_ready_by_queue" in plan, plan  # walked, in order
+    assert "Seq Scan" not in plan, plan
+
+
 @pytest.mark.parametrize("claim", ["claim_any", "claim_any_many"])
 @pytest.mark.parametrize("analyzed", [False, True], ids=["no-stats", "analyzed"])
 def test_the_claim_walks_the_ready_index_on_sqlite(sqlite_database, analyzed, claim):

@@ -6,7 +6,7 @@ names (tests/unit/test_sql.py checks it), so the store's logic is written once. 
 exception is ONE_STATEMENT_FORMS: a dialect may do in one statement what the others do in
 several (the store uses it where the dialect defines it), saving a round trip per call.
 The other is POSTGRES_ONLY: the journal of PostgreSQL workers lives in the database, where a
-SQLite worker's is a file (journal.py).
+SQLite worker's is a file (journal.py), and one statement that saves only round trips.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from functools import cache
 
 # name -> the names it stands for; only PostgreSQL (data-modifying WITH) defines these.
 ONE_STATEMENT_FORMS = {"finish_job_with_attempt": ("finish_job", "insert_attempt")}
-# The server-side journal (DECISIONS.md 31), used only by a PostgreSQL store.
+# Used only by a PostgreSQL store (DECISIONS.md 31): the server-side journal, and a batch's
+# claim for a worker that serves named queues in one statement (one round trip).
 POSTGRES_ONLY = frozenset({"journal_write", "journal_read", "journal_clear", "journal_forget",
-                           "journal_forget_orphans"})
+                           "journal_forget_orphans", "claim_in_queues_many"})
 
 _NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 

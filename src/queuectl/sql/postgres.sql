@@ -454,6 +454,32 @@ WHERE NOT EXISTS (SELECT 1 FROM workers WHERE id = %(worker_id)s AND stop_reques
 )
 RETURNING *
 
+-- name: claim_in_queues_many
+-- claim_in_queues for up to `most` jobs at once (a batch): the best `most` due jobs of each
+-- served queue, each walk locked with SKIP LOCKED, then the best `most` of those. The rows
+-- locked but not taken stay locked only until this short transaction commits. ARRAY(...)
+-- runs the locking subquery exactly once, as in claim_any_many. PostgreSQL only: a SQLite
+-- worker runs claim_in_queues once per job of the batch, which costs it no round trip.
+UPDATE jobs
+SET state = 'processing', runs = runs + 1, worker_id = %(worker_id)s, host = %(host)s,
+    lease_token = %(token)s || '.' || seq::text, lease_expires_at = %(lease_until)s,
+    started_at = %(now)s, updated_at = %(now)s, pgid = NULL, pgid_started = NULL
+WHERE NOT EXISTS (SELECT 1 FROM workers WHERE id = %(worker_id)s AND stop_requested <> 0)
+  AND seq = ANY (ARRAY(
+    SELECT best.seq
+    FROM jsonb_array_elements_text(%(queues)s::jsonb) AS served(queue)
+    CROSS JOIN LATERAL (
+        SELECT seq, priority, run_at FROM jobs
+        WHERE queue = served.queue AND state IN ('pending', 'failed') AND run_at <= %(now)s
+        ORDER BY priority DESC, run_at, seq
+        LIMIT %(most)s
+        FOR UPDATE SKIP LOCKED
+    ) AS best
+    ORDER BY best.priority DESC, best.run_at, best.seq
+    LIMIT %(most)s
+))
+RETURNING *
+
 -- name: unclaim_job
 -- A claim undone before its run started: back to waiting (failed if an earlier run failed, as
 -- before the claim), and the run the claim counted is taken back. Claimable again: wake workers.

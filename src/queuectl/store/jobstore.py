@@ -317,6 +317,8 @@ class JobStore:
                 return "claim_any_many", params | {"most": most}
             return "claim_any", params
         params["queues"] = json.dumps(worker.queues)
+        if most > 1:
+            return "claim_in_queues_many", params | {"most": most}
         return "claim_in_queues", params
 
     def record_and_claim(self, record: Callable[[], Any], worker: WorkerIdentity, now: float,
@@ -340,15 +342,15 @@ class JobStore:
         All or nothing: if anything fails, nothing is written and the caller may try again.
         No claim when `worker stop` asked this worker to stop (the claim statement reads the
         flag, inside the transaction, so a stop that committed first always wins). The claim
-        is one statement, whatever `claim` is (claim_any_many), except for a worker that
-        serves named queues: the one-job claim statement, run `claim` times. The claims'
+        is one statement, whatever `claim` is (claim_any_many), except for a SQLite worker
+        that serves named queues: the one-job claim statement, run `claim` times. The claims'
         parameters are made before and their Jobs after the transaction: on SQLite, Python
         inside it holds the one write lock. On PostgreSQL the whole transaction is one round
         trip: the held results and the give-backs are queued (Connector.queue) and sent with
         the last result, which takes the claim and the COMMIT along (DECISIONS.md 26, 31).
         `clear_journal` (PostgreSQL: the id of the job whose journal lines stay, or '') clears
         the worker's journal table in the same transaction (TableJournal.clear_with_commit)."""
-        if claim > 1 and not worker.queues:
+        if claim > 1 and (not worker.queues or "claim_in_queues_many" in self.db.queries):
             statements = [self._claim_statement(worker, now, lease_seconds, most=claim)]
         else:
             statements = [self._claim_statement(worker, now, lease_seconds)
