@@ -59,3 +59,20 @@ def test_the_one_statement_finish_updates_the_job_exactly_as_finish_job_does():
         return text[text.index("UPDATE jobs"):text.index("RETURNING state")]
 
     assert update_of("finish_job_with_attempt") == update_of("finish_job")
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+def test_every_claim_statement_sets_the_same_columns(dialect):
+    """The batch forms (claim_*_many) repeat the one-job claim's SET clause, but for the token
+    (the claim's, dotted with each job's seq): a column added to one must be added to all."""
+    queries = sql.load(dialect)
+
+    def set_clause(name):
+        text = queries[name]
+        clause = text[text.index("UPDATE jobs"):text.index("WHERE NOT EXISTS")]
+        clause = re.sub(r"--[^\n]*\n", "", clause)  # comments differ
+        return re.sub(r"lease_token = [^,]*,", "lease_token = TOKEN,", " ".join(clause.split()))
+
+    names = [name for name in queries if name.startswith("claim_")]
+    assert {"claim_any", "claim_any_many", "claim_in_queues"} <= set(names)
+    assert len({set_clause(name) for name in names}) == 1, names

@@ -630,7 +630,7 @@ WHERE worker_id = %(worker_id)s
 
 -- name: journal_clear
 -- After a commit that recorded what the journal held: all but the marker and the start of the
--- job still running (%(keep)s, or '').
+-- job still running (`keep`, or '').
 DELETE FROM worker_journal
 WHERE worker_id = %(worker_id)s AND job_id <> '' AND job_id <> %(keep)s
 
@@ -638,7 +638,8 @@ WHERE worker_id = %(worker_id)s AND job_id <> '' AND job_id <> %(keep)s
 DELETE FROM worker_journal WHERE worker_id = %(worker_id)s
 
 -- name: journal_forget_orphans
--- Journals of workers forgotten as dead (forget_dead_workers) that no job still points to.
+-- Journals of workers whose row is gone (unregistered, or forgotten as dead) that no job
+-- still points to.
 DELETE FROM worker_journal j
 WHERE NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = j.worker_id)
   AND NOT EXISTS (SELECT 1 FROM jobs WHERE state = 'processing' AND worker_id = j.worker_id)
