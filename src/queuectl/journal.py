@@ -126,14 +126,22 @@ def read(path: str) -> dict[str, JournalEntry] | None:
             fields = json.loads(raw)
             token, job_id, started = fields["token"], fields["job"], float(fields["started"])
             if "exit" in fields:
-                entries[job_id] = JournalEntry(
-                    token, started, int(fields["exit"]), float(fields["finished"]),
-                    base64.b64decode(fields["output"]))
-            elif job_id not in entries:
-                entries[job_id] = JournalEntry(token, started)
+                entry = JournalEntry(token, started, int(fields["exit"]),
+                                     float(fields["finished"]),
+                                     base64.b64decode(fields["output"]))
+            else:
+                entry = JournalEntry(token, started)
         except (ValueError, KeyError, TypeError):
             continue
+        add_entry(entries, job_id, entry)
     return entries
+
+
+def add_entry(entries: dict[str, JournalEntry], job_id: str, entry: JournalEntry) -> None:
+    """Note what one journal line says of a job, the lines read in any order: its result wins
+    over its start line (a file's or a table's journal, journal_table.py)."""
+    if entry.exit_code is not None or job_id not in entries:
+        entries[job_id] = entry
 
 
 def discard(path: str) -> None:

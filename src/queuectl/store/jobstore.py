@@ -303,8 +303,8 @@ class JobStore:
             row = self.db.fetch_one_last(name, params)
         return row_to_job(row) if row else None
 
-    def _claim_statement(self, worker: WorkerIdentity, now: float, lease_seconds: float,
-                         most: int = 1) -> tuple[str, dict[str, Any]]:
+    def _claim_statement(self, worker: WorkerIdentity, now: float,
+                         lease_seconds: float) -> tuple[str, dict[str, Any]]:
         params: dict[str, Any] = {
             "worker_id": worker.id,
             "host": worker.host,
@@ -313,13 +313,20 @@ class JobStore:
             "now": now,
         }
         if not worker.queues:
-            if most > 1:
-                return "claim_any_many", params | {"most": most}
             return "claim_any", params
         params["queues"] = json.dumps(worker.queues)
-        if most > 1:
-            return "claim_in_queues_many", params | {"most": most}
         return "claim_in_queues", params
+
+    def _claim_statements(self, worker: WorkerIdentity, now: float, lease_seconds: float,
+                          most: int) -> builtins.list[tuple[str, dict[str, Any]]]:
+        """The statements that claim up to `most` jobs: the claim's batch form (`..._many`)
+        where the dialect has it, else the one-job claim `most` times (claim_in_queues on
+        SQLite, where a statement costs no round trip)."""
+        name, params = self._claim_statement(worker, now, lease_seconds)
+        if most > 1 and f"{name}_many" in self.db.queries:
+            return [(f"{name}_many", params | {"most": most})]
+        return [(name, params)] + [self._claim_statement(worker, now, lease_seconds)
+                                   for _ in range(most - 1)]
 
     def record_and_claim(self, record: Callable[[], Any], worker: WorkerIdentity, now: float,
                          lease_seconds: float) -> tuple[Any, Job | None]:
@@ -350,11 +357,7 @@ class JobStore:
         the last result, which takes the claim and the COMMIT along (DECISIONS.md 26, 31).
         `clear_journal` (PostgreSQL: the id of the job whose journal lines stay, or '') clears
         the worker's journal table in the same transaction (TableJournal.clear_with_commit)."""
-        if claim > 1 and (not worker.queues or "claim_in_queues_many" in self.db.queries):
-            statements = [self._claim_statement(worker, now, lease_seconds, most=claim)]
-        else:
-            statements = [self._claim_statement(worker, now, lease_seconds)
-                          for _ in range(claim)]
+        statements = self._claim_statements(worker, now, lease_seconds, claim) if claim else []
         give_back = builtins.list(give_back)
         # Sent with the last result, the claim commits with it on PostgreSQL: only when it is
         # the transaction's last statement.
@@ -696,22 +699,17 @@ class JobStore:
     def journal_entries(self, worker_id: str) -> dict[str, JournalEntry] | None:
         """A worker's journal by job id, as journal.read gives a file's: None when it kept
         none (no line at all, not even its marker)."""
-        from queuectl.journal import JournalEntry
+        from queuectl.journal import JournalEntry, add_entry
 
         found = self.db.fetch_all("journal_read", {"worker_id": worker_id})
         if not found:
             return None
         entries: dict[str, JournalEntry] = {}
         for row in found:
-            job_id = row["job_id"]
-            if not job_id:
-                continue  # the marker
-            if row["exit_code"] is not None:
-                entries[job_id] = JournalEntry(
+            if row["job_id"]:  # not the marker
+                add_entry(entries, row["job_id"], JournalEntry(
                     row["token"], row["started_at"], row["exit_code"], row["finished_at"],
-                    bytes(row["output"] or b""))
-            elif job_id not in entries:
-                entries[job_id] = JournalEntry(row["token"], row["started_at"])
+                    bytes(row["output"] or b"")))
         return entries
 
     def journal_clear(self, worker_id: str, keep: str = "") -> None:
