@@ -198,6 +198,36 @@ def test_a_job_cancelled_while_it_waited_in_a_batch_is_cancelled_when_given_back
     assert store.counts()["cancelled"] == 1
 
 
+def test_held_results_record_an_attempt_only_for_the_jobs_still_owned(store):
+    """Held results are sent together after the Python that built them: on SQLite each
+    result's attempt row checks its own finish_job's row count (insert_attempt_after_finish),
+    on PostgreSQL one statement does both. A result in the middle whose job is no longer
+    ours must record nothing, and must not stop the ones around it."""
+    store.enqueue([new("first"), new("taken"), new("last")], T0)
+    store.register_worker(A, T0)
+    _, batch = store.record_batch([], A, T0, LEASE, claim=3)
+    assert [j.id for j in batch] == ["first", "taken", "last"]
+    assert store.unclaim(batch[1], T0)  # no attempt row for A's claim of it...
+    store.register_worker(B, T0)
+    _, [again] = store.record_batch([], B, T0 + 1, LEASE, claim=1)
+    assert (again.id, again.runs) == ("taken", batch[1].runs)  # ...and B's run has its number
+
+    records = [lambda job=job: store.complete(job, T0 + 2) for job in batch]
+    results, _ = store.record_batch(records, A, T0 + 2, LEASE, claim=0)
+    assert results == [True, False, True]
+
+    def completions(job_id):
+        return [a["worker_id"] for a in store.attempts(job_id) if a["outcome"] == "completed"]
+
+    assert (completions("first"), completions("taken"), completions("last")) == (
+        [A.id], [], [A.id])
+    assert [store.get(j).state for j in ("first", "taken", "last")] == [
+        "completed", "processing", "completed"]
+    assert store.record_batch([lambda: store.complete(again, T0 + 3)], B, T0 + 3, LEASE,
+                              claim=0)[0] == [True]
+    assert completions("taken") == [B.id]  # B's result still finds its run's row free
+
+
 def test_a_held_result_is_refused_once_another_worker_took_the_job_over(store):
     jobs = lost_batch(store)
     stale_journal = {"done": JournalEntry(jobs["done"].lease_token, T0 + 1, 0, T0 + 2)}

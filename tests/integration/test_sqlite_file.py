@@ -277,3 +277,51 @@ def test_a_failed_transaction_writes_nothing_and_leaves_the_connection_usable(sq
         assert store.settings()["max-retries"] == 5
     finally:
         store.close()
+
+
+def test_statements_queued_before_a_transaction_s_first_take_no_lock_until_it(
+        sqlite_database):
+    """Connector.queue on SQLite (DECISIONS.md 32): held back with the BEGIN until the
+    transaction's next statement, so the Python between them runs without the write lock."""
+    store, other = open_store(sqlite_database), open_store(sqlite_database)
+    store.config_set("max-retries", "3")
+    with store.db.transaction():
+        sent = store.db.queue("config_set", {"key": "max-retries", "value": "7"})
+        other.config_set("backoff-base", "3")  # the write lock is free: no BEGIN was sent
+        assert sent.rowcount == -1
+        # The next statement, a read too, sends the BEGIN and what was held first: it sees it.
+        assert store.settings()["max-retries"] == 7
+        assert sent.rowcount == 1
+        store.db.execute("config_set", {"key": "lease-seconds", "value": "20"})
+        assert other.settings()["max-retries"] == 3  # not committed yet
+    assert (other.settings()["max-retries"], other.settings()["lease-seconds"]) == (7, 20)
+
+    with store.db.transaction():  # held statements alone: sent with the COMMIT
+        sent = store.db.queue("config_set", {"key": "max-retries", "value": "8"})
+    assert (sent.rowcount, other.settings()["max-retries"]) == (1, 8)
+    store.close()
+    other.close()
+
+
+def test_queued_statements_are_dropped_by_an_error_and_roll_back_when_they_fail(
+        sqlite_database):
+    store, other = open_store(sqlite_database), open_store(sqlite_database)
+    store.config_set("max-retries", "3")
+    with pytest.raises(RuntimeError):
+        with store.db.transaction():
+            store.db.queue("config_set", {"key": "max-retries", "value": "9"})
+            raise RuntimeError("the caller failed before anything was sent")
+    assert not store.db.conn.in_transaction
+    with pytest.raises(QueueError, match="database error"):
+        with store.db.transaction():
+            store.db.queue("config_set", {"key": "max-retries", "value": "9"})
+            store.db.queue("claim_in_queues", {"worker_id": "w", "host": "h", "token": "t",
+                                               "lease_until": 1.0, "now": 0.0,
+                                               "queues": "not json"})
+    assert not store.db.conn.in_transaction
+    assert other.settings()["max-retries"] == 3
+    with store.db.transaction():  # nothing of either is left behind to be sent later
+        store.db.execute("config_set", {"key": "backoff-base", "value": "4"})
+    assert (other.settings()["max-retries"], other.settings()["backoff-base"]) == (3, 4)
+    store.close()
+    other.close()

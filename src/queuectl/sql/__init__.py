@@ -7,6 +7,7 @@ exception is ONE_STATEMENT_FORMS: a dialect may do in one statement what the oth
 several (the store uses it where the dialect defines it), saving a round trip per call.
 The other is POSTGRES_ONLY: the journal of PostgreSQL workers lives in the database, where a
 SQLite worker's is a file (journal.py), and one statement that saves only round trips.
+And SQLITE_ONLY: the other half of finish_job_with_attempt, for a result held in a batch.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ ONE_STATEMENT_FORMS = {"finish_job_with_attempt": ("finish_job", "insert_attempt
 # claim for a worker that serves named queues in one statement (one round trip).
 POSTGRES_ONLY = frozenset({"journal_write", "journal_read", "journal_clear", "journal_forget",
                            "journal_forget_orphans", "claim_in_queues_many"})
+# Used only by a SQLite store (DECISIONS.md 32): insert_attempt, checking for itself that the
+# finish_job sent just before it changed the job's row (a held result's two statements run
+# together, after the Python that built them).
+SQLITE_ONLY = frozenset({"insert_attempt_after_finish"})
 
 _NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 

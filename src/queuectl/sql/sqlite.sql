@@ -447,6 +447,18 @@ VALUES (:job_id, :run, :worker_id, :host, :started_at, :finished_at, :outcome,
         :exit_code, :error, :output_bytes)
 ON CONFLICT (job_id, run) DO NOTHING
 
+-- name: insert_attempt_after_finish
+-- insert_attempt for a result held in a batch (Connector.queue), sent right after its
+-- finish_job: nothing reads finish_job's row count before both have run, so this statement
+-- checks it itself. changes() is the row count of the connection's last completed INSERT,
+-- UPDATE or DELETE (not counting what triggers did): 1 when finish_job still owned the job.
+INSERT INTO attempts (job_id, run, worker_id, host, started_at, finished_at, outcome,
+                      exit_code, error, output_bytes)
+SELECT :job_id, :run, :worker_id, :host, :started_at, :finished_at, :outcome,
+       :exit_code, :error, :output_bytes
+WHERE changes() = 1
+ON CONFLICT (job_id, run) DO NOTHING
+
 -- name: get_job
 SELECT * FROM jobs WHERE id = :id
 

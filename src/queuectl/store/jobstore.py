@@ -571,10 +571,17 @@ class JobStore:
                     "finish_job_with_attempt", finish | attempt, chained.name, chained.params)
                 chained.sent = True
                 return matched == 1
+            attempt |= {"job_id": job.id, "finished_at": now, "exit_code": exit_code,
+                        "error": error}
+            if self._queue_results and "insert_attempt_after_finish" in self.db.queries:
+                # A held result on SQLite: both statements wait for the transaction's next
+                # one, the second checking the first's row count itself (sql.SQLITE_ONLY).
+                sent = self.db.queue("finish_job", finish)
+                self.db.queue("insert_attempt_after_finish", attempt)
+                return sent
             if self.db.execute("finish_job", finish) != 1:
                 return False
-            self.db.execute("insert_attempt", attempt | {
-                "job_id": job.id, "finished_at": now, "exit_code": exit_code, "error": error})
+            self.db.execute("insert_attempt", attempt)
         return True
 
     # -- recovery of jobs whose worker died ---------------------------------------------------
