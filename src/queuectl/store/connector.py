@@ -39,7 +39,9 @@ class Connector(Protocol):
     def queue(self, name: str, params: dict[str, Any]) -> Sent:
         """Run a statement whose outcome nobody needs before the transaction ends, as late as
         the connector likes: PostgreSQL sends it with the transaction's next statement, in one
-        round trip (a batch's results: DECISIONS.md 31); SQLite runs it now."""
+        round trip (a batch's results: DECISIONS.md 31); SQLite, when it comes before the
+        transaction's first statement, with the next one too, so that the Python in between
+        runs before the write lock is taken (DECISIONS.md 32), and otherwise now."""
         ...
 
     def fetch_all(self, name: str, params: dict[str, Any] | None = None) -> list[dict]: ...

@@ -354,7 +354,9 @@ class JobStore:
         parameters are made before and their Jobs after the transaction: on SQLite, Python
         inside it holds the one write lock. On PostgreSQL the whole transaction is one round
         trip: the held results and the give-backs are queued (Connector.queue) and sent with
-        the last result, which takes the claim and the COMMIT along (DECISIONS.md 26, 31).
+        the last result, which takes the claim and the COMMIT along (DECISIONS.md 26, 31). On
+        SQLite the same queue holds them, with the BEGIN, until the last result's first
+        statement: the Python that builds them runs before the write lock is taken (32).
         `clear_journal` (PostgreSQL: the id of the job whose journal lines stay, or '') clears
         the worker's journal table in the same transaction (TableJournal.clear_with_commit)."""
         statements = self._claim_statements(worker, now, lease_seconds, claim) if claim else []

@@ -296,23 +296,22 @@ class SQLiteConnector:
             self._begin_pending = False  # not before: a BEGIN that failed began nothing
             if self._queued:
                 self._send_queued()
+        return self._execute(statement, params or {})
+
+    def _execute(self, statement: str, params: dict[str, Any]) -> sqlite3.Cursor:
         try:
             # Straight to sqlite3: the busy loop and its wrappers (a lambda, three calls) only
             # when the lock was taken. A worker runs five statements per job.
-            return self.conn.execute(statement, params or {})
+            return self.conn.execute(statement, params)
         except sqlite3.Error as exc:
             if not _is_busy(exc):
                 raise self._translated(exc) from None
-        return self._guarded(lambda: self.conn.execute(statement, params or {}))
+        return self._guarded(lambda: self.conn.execute(statement, params))
 
     def _send_queued(self) -> None:
         queued, self._queued = self._queued, []
-        execute = self.conn.execute
-        try:
-            for statement, params, sent in queued:  # the write lock is ours: nothing is busy
-                sent.rowcount = execute(statement, params).rowcount
-        except sqlite3.Error as exc:
-            raise self._translated(exc) from None
+        for statement, params, sent in queued:
+            sent.rowcount = self._execute(statement, params).rowcount
 
     def _committed(self) -> None:
         """Count a commit; every CHECKPOINT_EVERY_COMMITS, checkpoint the WAL, holding the
