@@ -32,9 +32,9 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 
 # sqlite3 binds None through its adapter protocol: two failed attribute lookups, each raising
 # and clearing an AttributeError, about 0.65 µs per None parameter (a new job's row has three,
-# a worker's result several; DECISIONS.md 32). An adapter registered
-# for NoneType is found first, by one dict lookup, and still binds NULL: `{}.get` is a
-# function written in C that returns None for any key. Process-wide, with no visible effect.
+# a worker's result several; DECISIONS.md 32). An adapter registered for NoneType is found
+# first, by one dict lookup, and still binds NULL: `{}.get` is a function written in C that
+# returns None for any key. Process-wide, with no visible effect.
 sqlite3.register_adapter(type(None), {}.get)  # type: ignore[arg-type]  # (overloads)
 
 
