@@ -88,19 +88,17 @@ def test_a_version_3_queue_is_upgraded_in_place_with_its_counts(db):
     old = open_store(db, migrate=False)
     _create_version_3(old)
     # Jobs written by the old version: no trigger counted them.
-    old.db.execute("insert_job", {
-        "id": "old-1", "command": "true", "max_retries": 3, "now": T0, "run_at": T0,
-        "priority": 0, "queue": "q", "timeout": None, "cwd": None, "env": None,
-        "unique_key": None})
-    old.db.execute("insert_job", {
-        "id": "old-2", "command": "true", "max_retries": 3, "now": T0, "run_at": T0,
-        "priority": 0, "queue": "default", "timeout": None, "cwd": None, "env": None,
-        "unique_key": None})
+    # insert_job_batch: no conflict target, which names today's index conditions.
+    with old.db.transaction():
+        old.db.execute_many("insert_job_batch", [{
+            "id": job_id, "command": "true", "max_retries": 3, "now": T0, "run_at": T0,
+            "priority": 0, "queue": queue, "timeout": None, "cwd": None, "env": None,
+        } for job_id, queue in (("old-1", "q"), ("old-2", "default"))])
     old.close()
 
     store = open_store(db)
     try:
-        assert store.db.fetch_one("schema_version")["value"] == str(SCHEMA_VERSION) == "6"
+        assert store.db.fetch_one("schema_version")["value"] == str(SCHEMA_VERSION) == "7"
         assert [j.id for j in store.list()] == ["old-2", "old-1"]
         check(store)
         job = store.claim(A, T0, 15)

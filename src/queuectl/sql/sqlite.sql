@@ -218,6 +218,38 @@ DROP TRIGGER jobs_counted_on_insert;
 -- Nothing here: PostgreSQL's migration 6 makes its workers' journal table; a SQLite worker
 -- journals to a file (journal.py). The version moves on both, one number per queuectl.
 
+-- name: migration_7
+-- SQLite builds a temporary b-tree for a list of more than two constants, `state IN ('a', 'b',
+-- 'c')`, each time a statement evaluates it for a row being written: the CHECK of every
+-- insert and state change, and the conditions of the partial indexes below. About 6 µs each,
+-- five times per finished job and three per enqueued one (DECISIONS.md §33). The same
+-- conditions as chains of `=`, which cost a few string compares, accept exactly the same rows.
+--
+-- The CHECK lives in the table's definition, which SQLite cannot alter; its own documented
+-- procedure for changing a CHECK constraint edits the stored definition in place (nothing in
+-- the file's rows changes; every existing row already passes the new, equivalent condition).
+-- RESET re-reads the schema on this connection; rebuilding the indexes below changes the
+-- schema cookie, so every other connection re-reads it too.
+PRAGMA writable_schema = ON;
+UPDATE sqlite_master SET sql = replace(sql,
+    'CHECK (state IN
+                       (''pending'', ''processing'', ''completed'', ''failed'', ''dead'', ''cancelled''))',
+    'CHECK (state = ''pending'' OR state = ''processing'' OR state = ''completed''
+                            OR state = ''failed'' OR state = ''dead'' OR state = ''cancelled'')')
+WHERE type = 'table' AND name = 'jobs';
+PRAGMA writable_schema = RESET;
+
+-- A query uses a partial index only if its WHERE holds the index's condition as written:
+-- insert_job's conflict target, live_job_with_key, dead_jobs_with_held_key and the purges
+-- spell these chains the same way.
+DROP INDEX jobs_unique_active;
+CREATE UNIQUE INDEX jobs_unique_active ON jobs (unique_key)
+    WHERE unique_key IS NOT NULL
+      AND (state = 'pending' OR state = 'failed' OR state = 'processing');
+DROP INDEX jobs_finished;
+CREATE INDEX jobs_finished ON jobs (finished_at)
+    WHERE (state = 'completed' OR state = 'dead' OR state = 'cancelled');
+
 -- name: schema_table_exists
 SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'queuectl_meta'
 
@@ -243,7 +275,7 @@ INSERT INTO jobs (id, command, state, attempts, max_retries, created_at, updated
 VALUES (:id, :command, 'pending', 0, :max_retries, :now, :now, :run_at,
         :priority, :queue, :timeout, :cwd, :env, :unique_key)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
-                           AND state IN ('pending', 'failed', 'processing')
+                           AND (state = 'pending' OR state = 'failed' OR state = 'processing')
 DO NOTHING
 
 -- name: insert_job_batch
@@ -291,7 +323,8 @@ ON CONFLICT (queue, shard) DO UPDATE SET
 
 -- name: live_job_with_key
 SELECT id FROM jobs
-WHERE unique_key = :unique_key AND state IN ('pending', 'failed', 'processing')
+WHERE unique_key = :unique_key
+  AND (state = 'pending' OR state = 'failed' OR state = 'processing')
 
 -- name: job_id_exists
 SELECT 1 FROM jobs WHERE id = :id
@@ -589,31 +622,35 @@ WHERE dead.state = 'dead' AND dead.state <> 'completed'  -- on jobs_by_state_but
   AND dead.unique_key IS NOT NULL
   AND EXISTS (SELECT 1 FROM jobs AS live
               WHERE live.unique_key = dead.unique_key
-                AND live.state IN ('pending', 'failed', 'processing'))
+                AND (live.state = 'pending' OR live.state = 'failed'
+                     OR live.state = 'processing'))
 ORDER BY dead.seq
 
 -- name: purge_output
 -- purge_*: finished jobs older than a cut-off, oldest first, in bounded batches so a big purge
 -- never holds the write lock for long. Output, then history, then the jobs, in one transaction;
--- the job rows go last so the three subqueries pick the same batch. The literal list of
+-- the job rows go last so the three subqueries pick the same batch. The literal chain of
 -- finished states lets the planner walk jobs_finished in finish order.
 DELETE FROM output_chunks WHERE job_id IN (
     SELECT id FROM jobs
-    WHERE state IN (SELECT value FROM json_each(:states)) AND state IN ('completed', 'dead', 'cancelled')
+    WHERE state IN (SELECT value FROM json_each(:states))
+      AND (state = 'completed' OR state = 'dead' OR state = 'cancelled')
       AND finished_at < :before
     ORDER BY finished_at, seq LIMIT :limit)
 
 -- name: purge_attempts
 DELETE FROM attempts WHERE job_id IN (
     SELECT id FROM jobs
-    WHERE state IN (SELECT value FROM json_each(:states)) AND state IN ('completed', 'dead', 'cancelled')
+    WHERE state IN (SELECT value FROM json_each(:states))
+      AND (state = 'completed' OR state = 'dead' OR state = 'cancelled')
       AND finished_at < :before
     ORDER BY finished_at, seq LIMIT :limit)
 
 -- name: purge_jobs
 DELETE FROM jobs WHERE id IN (
     SELECT id FROM jobs
-    WHERE state IN (SELECT value FROM json_each(:states)) AND state IN ('completed', 'dead', 'cancelled')
+    WHERE state IN (SELECT value FROM json_each(:states))
+      AND (state = 'completed' OR state = 'dead' OR state = 'cancelled')
       AND finished_at < :before
     ORDER BY finished_at, seq LIMIT :limit)
 
