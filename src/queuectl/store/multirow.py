@@ -57,9 +57,10 @@ class MultiRowInsert:
             params: list[Any] = []
             for row in chunk:
                 params += [row[name] for name in names]
-            yield self._text(len(chunk)), params
+            yield self.text(len(chunk)), params
 
-    def _text(self, count: int) -> str:
+    def text(self, count: int) -> str:
+        """The statement for `count` rows (made once per count)."""
         text = self._texts.get(count)
         if text is None:
             text = self._texts[count] = self.head + ",\n".join([self.row] * count)
