@@ -16,6 +16,7 @@ from queuectl import sql
 from queuectl.errors import Conflict, QueueError
 from queuectl.store.multirow import MultiRowInsert
 from queuectl.store.sent import Sent
+from queuectl.store.turns import WriteTurns
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations here are never evaluated
 if TYPE_CHECKING:
@@ -179,6 +180,15 @@ class SQLiteConnector:
         self._begin_pending = False  # BEGIN IMMEDIATE waits for the first statement (_run)
         self._queued: list[tuple[str, dict[str, Any], Sent]] = []  # held back by queue()
         self._multi_row: dict[str, MultiRowInsert | None] = {}  # by statement name
+        # Workers queue for the write lock through a flock that wakes them when it is free
+        # (turns.py); the CLI's rare writes poll for it as before.
+        self._turns: WriteTurns | None = None
+        if self._checkpoint_every is not None:
+            try:
+                self._turns = WriteTurns(os.path.realpath(path) + "-journals")
+            except OSError:
+                pass  # no folder to wait on (read-only place?): poll for the lock as the CLI does
+        self._turn_held = False
         self._data_version: int | None = None
         self._watch_fd: int | None = None  # see change_fd()
         self._watch_tried = False
@@ -303,6 +313,9 @@ class SQLiteConnector:
 
     def _run(self, statement: str, params: dict[str, Any] | None = None) -> sqlite3.Cursor:
         if self._begin_pending:
+            if self._turns is not None and not self._turn_held:
+                self._turns.take()
+                self._turn_held = True  # given back when the transaction ends (_Transaction)
             self._guarded(lambda: self.conn.execute("BEGIN IMMEDIATE"))
             self._begin_pending = False  # not before: a BEGIN that failed began nothing
             if self._queued:
@@ -375,6 +388,15 @@ class _Transaction:
         self.db._begin_pending = True  # sent by the first statement (SQLiteConnector._run)
 
     def __exit__(self, kind, value, traceback) -> None:
+        try:
+            self._end(kind)
+        finally:
+            db = self.db
+            if db._turn_held:  # after the checkpoint too: it holds the write lock
+                db._turn_held = False
+                db._turns.give()  # type: ignore[union-attr]  # held only with turns
+
+    def _end(self, kind) -> None:
         db = self.db
         db._in_transaction = False
         if kind is not None:
