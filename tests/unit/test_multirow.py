@@ -36,6 +36,21 @@ def test_rows_land_as_executemany_would_put_them(count, most):
     assert got.execute(query).fetchall() == expected.execute(query).fetchall()
 
 
+@pytest.mark.parametrize("statement, rows", [
+    ("INSERT INTO t (a) VALUES (:a)", [{"a": 1}, {"a": 2}]),
+    ("INSERT INTO t (note) VALUES ('fixed')", [{}, {}, {}]),
+])
+def test_rows_of_one_value_or_none(statement, rows):
+    expected, got = _table(), _table()
+    expected.executemany(statement, rows)
+    multi = MultiRowInsert.of(statement, max_variables=999)
+    assert multi is not None
+    for text, params in multi.statements(rows):
+        got.execute(text, params)
+    query = "SELECT n, a, b, c, note FROM t ORDER BY n"
+    assert got.execute(query).fetchall() == expected.execute(query).fetchall()
+
+
 def test_a_statement_holds_no_more_parameters_than_sqlite_allows():
     multi = MultiRowInsert.of(INSERT, max_variables=10)
     assert multi is not None and multi.most == 3  # 3 names per row (a, b, a)

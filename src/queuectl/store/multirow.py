@@ -11,10 +11,11 @@ A bulk enqueue of 100,000 jobs spent 2.05 s in executemany and 0.89 s this way (
 from __future__ import annotations
 
 import re
+from operator import itemgetter
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from typing import Any
 
 ROWS_PER_STATEMENT = 500  # beyond a few hundred, measured no faster
@@ -51,12 +52,12 @@ class MultiRowInsert:
 
     def statements(self, rows: list[dict[str, Any]]) -> Iterator[tuple[str, list[Any]]]:
         """(SQL, positional parameters) for each slice of up to `most` rows, in row order."""
-        names = self.names
+        values = _values_of(self.names)
         for start in range(0, len(rows), self.most):
             chunk = rows[start : start + self.most]
             params: list[Any] = []
             for row in chunk:
-                params += [row[name] for name in names]
+                params += values(row)
             yield self.text(len(chunk)), params
 
     def text(self, count: int) -> str:
@@ -65,6 +66,14 @@ class MultiRowInsert:
         if text is None:
             text = self._texts[count] = self.head + ",\n".join([self.row] * count)
         return text
+
+
+def _values_of(names: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A row's values in `names` order: itemgetter, one call in C per row, where it returns a
+    tuple (two names or more)."""
+    if len(names) > 1:
+        return itemgetter(*names)
+    return lambda row: tuple(row[name] for name in names)
 
 
 def _strip_comments(statement: str) -> str:
