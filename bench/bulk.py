@@ -33,18 +33,21 @@ try:
     from queuectl.store.multirow import MultiRowInsert
 except ImportError:  # an older tree (bench/run.py --src): it ran executemany
     conn.executemany(statement, [
-        {"id": s["id"], "command": s["command"], "max_retries": 3, "now": now, "run_at": now,
-         "priority": 0, "queue": "default", "timeout": None, "cwd": cwd, "env": None}
+        {"id": s["id"], "command": s["command"], "state": "pending", "max_retries": 3,
+         "now": now, "created_at": now, "updated_at": now, "run_at": now, "priority": 0,
+         "queue": "default", "timeout": None, "cwd": cwd, "env": None}
         for s in specs])
 else:
     multi = MultiRowInsert.of(statement, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
-    assert multi.names == ["id", "command", "max_retries", "now", "now", "run_at",
-                           "priority", "queue", "timeout", "cwd", "env"], multi.names
+    assert multi.names == ["id", "command", "state", "max_retries", "created_at",
+                           "updated_at", "run_at", "priority", "queue", "timeout", "cwd",
+                           "env"], multi.names
     for start in range(0, len(specs), multi.most):
         chunk = specs[start : start + multi.most]
         params = []
         for s in chunk:
-            params += (s["id"], s["command"], 3, now, now, now, 0, "default", None, cwd, None)
+            params += (s["id"], s["command"], "pending", 3, now, now, now, 0, "default", None,
+                       cwd, None)
         conn.execute(multi.text(len(chunk)), params)
 conn.execute("COMMIT")
 conn.close()

@@ -91,7 +91,8 @@ def test_a_version_3_queue_is_upgraded_in_place_with_its_counts(db):
     # insert_job_batch: no conflict target, which names today's index conditions.
     with old.db.transaction():
         old.db.execute_many("insert_job_batch", [{
-            "id": job_id, "command": "true", "max_retries": 3, "now": T0, "run_at": T0,
+            "id": job_id, "command": "true", "state": "pending", "max_retries": 3,
+            "created_at": T0, "updated_at": T0, "run_at": T0,
             "priority": 0, "queue": queue, "timeout": None, "cwd": None, "env": None,
         } for job_id, queue in (("old-1", "q"), ("old-2", "default"))])
     old.close()
@@ -206,7 +207,7 @@ def test_every_statement_that_inserts_jobs_is_one_the_store_counts():
     for dialect in ("sqlite", "postgres"):
         inserting = {name for name, text in sql.load(dialect).items()
                      if not name.startswith("migration_")
-                     and re.search(r"INSERT\s+INTO\s+jobs\b", text)}
+                     and re.search(r"(INSERT\s+INTO|COPY)\s+jobs\b", text)}
         assert inserting == {"insert_job", "insert_job_batch", "import_job"}, dialect
 
 

@@ -91,6 +91,21 @@ def test_a_batch_is_inserted_in_order(store):
     assert [j.id for j in store.list()] == ["c", "b", "a"]  # newest first
 
 
+def test_a_batch_stores_awkward_text_exactly(store):
+    """A batch goes through PostgreSQL's COPY, whose text format escapes tabs, line breaks,
+    backslashes and its NULL marker `\\N`: each must come back as given, None as None."""
+    awkward = ["tab\there", "two\nlines", "cr\r", "back\\slash", "\\N", "N\\", "",
+               "quote ' \" $x", "ünïcödé ✓"]
+    specs = [NewJob(id=f"j{i}", command=f"echo {text!r} {text}", cwd=f"/tmp/{text}",
+                    env={"V": text, text or "E": "x"}, timeout=None)
+             for i, text in enumerate(awkward)]
+    store.enqueue(specs, T0)
+    for spec in specs:
+        job = store.get(spec.id)
+        assert (job.command, job.cwd, job.env, job.timeout) == (
+            spec.command, spec.cwd, spec.env, None)
+
+
 def test_duplicate_id_within_a_batch_inserts_nothing(store):
     with pytest.raises(InputError, match="'x' already exists"):
         store.enqueue([new("first"), new("x"), new("x"), new("last")], T0)

@@ -279,12 +279,14 @@ ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
 DO NOTHING
 
 -- name: insert_job_batch
--- Run once per job of a batch (executemany) for jobs without a unique_key: a taken id fails
--- the whole batch (the connector undoes it), and the store names the id.
-INSERT INTO jobs (id, command, state, attempts, max_retries, created_at, updated_at, run_at,
-                  priority, queue, timeout, cwd, env)
-VALUES (:id, :command, 'pending', 0, :max_retries, :now, :now, :run_at,
-        :priority, :queue, :timeout, :cwd, :env)
+-- Jobs without a unique_key: the connector's execute_many repeats the VALUES row, one per job,
+-- up to 500 per INSERT (multirow.py). A taken id fails the whole batch (the connector undoes
+-- it), and the store names the id. The parameters are named as the columns they fill, as
+-- PostgreSQL's COPY takes them.
+INSERT INTO jobs (id, command, state, max_retries, created_at, updated_at, run_at, priority,
+                  queue, timeout, cwd, env)
+VALUES (:id, :command, :state, :max_retries, :created_at, :updated_at, :run_at, :priority,
+        :queue, :timeout, :cwd, :env)
 
 -- name: notify_new_jobs
 -- Nothing to do: SQLite workers see new commits through PRAGMA data_version.

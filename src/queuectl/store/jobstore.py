@@ -200,11 +200,13 @@ class JobStore:
                       default_retries: int) -> list[Enqueued]:
         drawn = new_job_ids(sum(1 for spec in batch if not spec.id))
         rows: builtins.list[dict[str, Any]] = [
-            {
+            {  # named as the columns they fill: PostgreSQL COPYs them by these names
                 "id": spec.id or next(drawn),
                 "command": spec.command,
+                "state": PENDING,
                 "max_retries": default_retries if spec.max_retries is None else spec.max_retries,
-                "now": now,
+                "created_at": now,
+                "updated_at": now,
                 "run_at": spec.run_at if spec.run_at is not None else now + (spec.delay or 0),
                 "priority": spec.priority,
                 "queue": spec.queue,
