@@ -40,11 +40,17 @@ class JournalEntry(Record):
     output: bytes = b""
 
 
+def journals_folder(queue_file: str) -> str:
+    """The folder next to the queue file that its workers share: their journals, and the
+    turns at the write lock they take on it (store/turns.py)."""
+    return queue_file + "-journals"
+
+
 def journal_path(queue_file: str, worker_id: str) -> str:
     """Where the worker `worker_id` of the queue in `queue_file` keeps its journal: in a folder
     next to the queue file, so any worker of that queue can read it (another container on the
     same host included)."""
-    return os.path.join(queue_file + "-journals", worker_id.replace("/", "_") + ".journal")
+    return os.path.join(journals_folder(queue_file), worker_id.replace("/", "_") + ".journal")
 
 
 class Journal:

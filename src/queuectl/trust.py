@@ -110,7 +110,9 @@ def shared_database_problem(path: str, euid: int | None = None) -> tuple[str, st
             return f"{what} {problem[0]}", problem[1]
     # The workers' journals (journal.py): what they say is recorded as a job's result. Judged
     # as a file is (a sticky bit still lets others add a journal).
-    journals = real + "-journals"
+    from queuectl.journal import journals_folder  # a worker's start imports it anyway
+
+    journals = journals_folder(real)
     try:
         problem = _problem(journals, os.stat(journals), euid, folder=False)
     except OSError:

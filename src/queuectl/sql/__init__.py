@@ -49,6 +49,13 @@ def load(dialect: str) -> dict[str, str]:
     return parse(text)
 
 
+def code_of(statement: str) -> str:
+    """A block without its `--` comment lines (the SQL files put them at the top): what a
+    connector reads when it looks at a statement's shape."""
+    return "\n".join(line for line in statement.splitlines()
+                     if not line.lstrip().startswith("--"))
+
+
 def migrations(dialect: str) -> list[tuple[int, str]]:
     found = [
         (int(name.removeprefix("migration_")), body)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from operator import itemgetter
 
+from queuectl import sql
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -39,7 +41,7 @@ class MultiRowInsert:
 
     @classmethod
     def of(cls, statement: str, max_variables: int) -> MultiRowInsert | None:
-        text = _strip_comments(statement).strip()
+        text = sql.code_of(statement).strip()
         if not text.upper().startswith("INSERT"):
             return None
         shape = _SHAPE.match(text)
@@ -52,7 +54,7 @@ class MultiRowInsert:
 
     def statements(self, rows: list[dict[str, Any]]) -> Iterator[tuple[str, list[Any]]]:
         """(SQL, positional parameters) for each slice of up to `most` rows, in row order."""
-        values = _values_of(self.names)
+        values = values_of(self.names)
         for start in range(0, len(rows), self.most):
             chunk = rows[start : start + self.most]
             params: list[Any] = []
@@ -68,15 +70,10 @@ class MultiRowInsert:
         return text
 
 
-def _values_of(names: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+def values_of(names: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
     """A row's values in `names` order: itemgetter, one call in C per row, where it returns a
-    tuple (two names or more)."""
+    tuple (two names or more). PostgreSQL's COPY takes its rows' values the same way."""
     if len(names) > 1:
         return itemgetter(*names)
     return lambda row: tuple(row[name] for name in names)
 
-
-def _strip_comments(statement: str) -> str:
-    """The statement without its `--` comment lines (the SQL files put them at the top)."""
-    return "\n".join(line for line in statement.splitlines()
-                     if not line.lstrip().startswith("--"))

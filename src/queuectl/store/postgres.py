@@ -16,7 +16,6 @@ import select
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from operator import itemgetter
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,6 +30,7 @@ except ImportError:  # the [postgres] extra is not installed; say so when a URL 
 from queuectl import sql
 from queuectl.errors import Conflict, DatabaseUnavailable, InputError, QueueError
 from queuectl.store import mask_password
+from queuectl.store.multirow import values_of
 from queuectl.store.sent import Sent
 
 NOTIFY_CHANNEL = "queuectl"  # the SQL's pg_notify calls name it too
@@ -136,21 +136,17 @@ class PostgresConnector:
         return self._run(self.queries[name], params).fetchall()
 
     def execute_many(self, name: str, rows: list[dict[str, Any]]) -> None:
-        """Run a named statement for every row, all or nothing. A `COPY table (columns) FROM
-        STDIN` block streams the rows, each row's values taken by the column names: about
-        twice as fast as the server unpacking a JSON array (DECISIONS.md §33). Any other
-        block takes the rows as one JSON array, %(rows)s, in one statement. A savepoint keeps
-        the caller's transaction usable when it fails."""
-        import json
-
+        """Run a named statement for every row, all or nothing. On PostgreSQL the block is a
+        `COPY table (columns) FROM STDIN`, which streams the rows, each row's values taken by
+        the column names: about twice as fast as the server unpacking a JSON array
+        (DECISIONS.md §33). A savepoint keeps the caller's transaction usable when it fails."""
         statement = self.queries[name]
+        columns = _copy_columns(statement)
+        if columns is None:
+            raise ValueError(f"{name}: execute_many on PostgreSQL runs COPY ... FROM STDIN")
         self._run("SAVEPOINT execute_many")
         try:
-            columns = _copy_columns(statement)
-            if columns is not None:
-                self._copy(statement, columns, rows)
-            else:
-                self._run(statement, {"rows": json.dumps(rows)})
+            self._copy(statement, columns, rows)
         except BaseException:
             self._run_quietly("ROLLBACK TO SAVEPOINT execute_many")
             raise
@@ -159,8 +155,7 @@ class PostgresConnector:
     def _copy(self, statement: str, columns: list[str], rows: list[dict[str, Any]]) -> None:
         conn = self._conn
         assert conn is not None  # the SAVEPOINT before it just ran on it
-        values = itemgetter(*columns) if len(columns) > 1 else (
-            lambda row: (row[columns[0]],))
+        values = values_of(columns)
         try:
             with conn.cursor() as cursor, cursor.copy(statement) as copy:
                 for row in rows:
@@ -423,9 +418,7 @@ _COPY = re.compile(r"^\s*COPY\s+\w+\s*\(([^)]*)\)\s+FROM\s+STDIN\s*;?\s*$",
 def _copy_columns(statement: str) -> list[str] | None:
     """The column list of a `COPY table (a, b) FROM STDIN` block (comments aside), or None
     for any other statement."""
-    code = "\n".join(line for line in statement.splitlines()
-                     if not line.lstrip().startswith("--"))
-    found = _COPY.match(code)
+    found = _COPY.match(sql.code_of(statement))
     return None if found is None else [name.strip() for name in found.group(1).split(",")]
 
 

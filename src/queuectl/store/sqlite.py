@@ -184,8 +184,10 @@ class SQLiteConnector:
         # (turns.py); the CLI's rare writes poll for it as before.
         self._turns: WriteTurns | None = None
         if self._checkpoint_every is not None:
+            from queuectl.journal import journals_folder  # workers only: they import it anyway
+
             try:
-                self._turns = WriteTurns(os.path.realpath(path) + "-journals")
+                self._turns = WriteTurns(journals_folder(os.path.realpath(path)))
             except OSError:
                 pass  # no folder to wait on (read-only place?): poll for the lock as the CLI does
         self._turn_held = False
