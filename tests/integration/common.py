@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from queuectl import sql
 from queuectl.store import WorkerIdentity
 
 # The store takes `now` as an argument; tests pass times around this one (2033).
@@ -18,3 +19,13 @@ def process_alive(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rfind(b")") + 2:].split()[0] != b"Z"
+
+
+def create_schema_version(store, version: int) -> None:
+    """The schema as the queuectl whose SCHEMA_VERSION was `version` created it: migrations
+    up to that one, in one transaction, for a test of the upgrade from it."""
+    with store.db.transaction():
+        for number, script in sql.migrations(store.db.dialect):
+            if number <= version:
+                store.db.run_script(script)
+        store.db.execute("set_schema_version", {"version": str(version)})

@@ -15,7 +15,7 @@ from queuectl.models import STATES, NewJob
 from queuectl.store import open_store
 from queuectl.store.jobstore import SCHEMA_VERSION
 
-from .common import T0, A, B
+from .common import T0, A, B, create_schema_version
 
 
 def counted(store) -> dict[str, dict[str, int]]:
@@ -75,18 +75,9 @@ def test_an_empty_queue_is_not_listed(store):
     assert store.counts() == dict.fromkeys(STATES, 0)
 
 
-def _create_version_3(store) -> None:
-    """The schema as queuectl with SCHEMA_VERSION 3 created it."""
-    with store.db.transaction():
-        for number, script in sql.migrations(store.db.dialect):
-            if number <= 3:
-                store.db.run_script(script)
-        store.db.execute("set_schema_version", {"version": "3"})
-
-
 def test_a_version_3_queue_is_upgraded_in_place_with_its_counts(db):
     old = open_store(db, migrate=False)
-    _create_version_3(old)
+    create_schema_version(old, 3)
     # Jobs written by the old version: no trigger counted them.
     # insert_job_batch: no conflict target, which names today's index conditions.
     with old.db.transaction():
@@ -128,7 +119,7 @@ def test_status_reads_no_jobs_row_on_sqlite(sqlite_database):
 def test_migration_4_backfills_sqlite_counts(tmp_path, rows):
     path = str(tmp_path / "v3.db")
     store = open_store(path, migrate=False)
-    _create_version_3(store)
+    create_schema_version(store, 3)
     store.close()
     raw = sqlite3.connect(path)
     for i in range(rows):

@@ -10,10 +10,11 @@ import sqlite3
 
 import pytest
 
-from queuectl import sql
 from queuectl.models import NewJob
 from queuectl.store import open_store
 from queuectl.store.jobstore import SCHEMA_VERSION
+
+from .common import create_schema_version
 
 T0 = 1_700_000_000.0
 
@@ -41,18 +42,10 @@ def test_the_old_state_lists_did_build_them(tmp_path):
     """The test above can fail: the schema as migration 6 left it builds temporary tables."""
     store = open_store(str(tmp_path / "v6.db"), migrate=False)
     try:
-        _create_version(store, 6)
+        create_schema_version(store, 6)
         assert _ephemeral_tables(store.db.conn, store.db.queries["finish_job"]) >= 3
     finally:
         store.close()
-
-
-def _create_version(store, version: int) -> None:
-    with store.db.transaction():
-        for number, script in sql.migrations(store.db.dialect):
-            if number <= version:
-                store.db.run_script(script)
-        store.db.execute("set_schema_version", {"version": str(version)})
 
 
 def _insert(conn: sqlite3.Connection, job_id: str, state: str, unique_key=None) -> None:
@@ -65,7 +58,7 @@ def _insert(conn: sqlite3.Connection, job_id: str, state: str, unique_key=None) 
 def test_a_version_6_queue_is_upgraded_with_its_jobs_and_rules(tmp_path):
     path = str(tmp_path / "v6.db")
     old = open_store(path, migrate=False)
-    _create_version(old, 6)
+    create_schema_version(old, 6)
     old.close()
     raw = sqlite3.connect(path, isolation_level=None)
     _insert(raw, "done", "completed")
