@@ -12,8 +12,10 @@ short read queries and turns their rows into metric families:
 - queuectl_workers_alive                     gauge: workers heartbeating within a lease
 - queuectl_oldest_pending_job_age_seconds    gauge: how long the oldest due job has waited
 
-The counters are totals of the history table, so a purge makes them drop; Prometheus treats
-a drop as a counter reset, which is what rate() must see. The histograms cover a sliding
+The counters are runs ever recorded, kept in attempt_counts as runs are recorded (schema 8):
+a scrape reads a few rows however long the history, and a purge of old history does not
+lower them (Prometheus would read a drop as a reset and count the rest again; DECISIONS.md
+§34). The histograms cover a sliding
 window, not every run since the start, so they are *gauge* histograms (OpenMetrics'
 gaugehistogram): rate() over them would be meaningless, and the type says so.
 

@@ -120,6 +120,9 @@ def _copy(src: JobStore, dst: JobStore,
             dst.db.execute("import_attempt", row)
             copied.attempts += 1
             tick()
+        dst.db.execute("clear_attempt_counts")  # the import's own trigger counted the history
+        for row in src.db.fetch_all("attempt_totals"):
+            dst.db.execute("import_attempt_count", row)
         for row in _batches(src, "export_output", {"job_id": "", "run": -1, "start_byte": -1},
                             lambda r: {"job_id": r["job_id"], "run": r["run"],
                                        "start_byte": r["start_byte"]}):

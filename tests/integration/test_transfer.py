@@ -50,6 +50,13 @@ def fill(db: str) -> None:
             store.fail(job, T0 + 2, settings, 3, "boom")
         else:
             store.set_process(job, 4321, "boot:99")  # its worker vanished: left processing
+    # A run whose history was purged since: the run counters still count it, and so must the
+    # copy's (a Prometheus counter that drops reads as a reset).
+    store.enqueue([NewJob(id="purged", command="true", priority=9)], T0)
+    job = store.claim(worker, T0 + 1, 30)
+    assert job.id == "purged"
+    store.complete(job, T0 + 1.5)
+    assert store.purge(["completed"], before=T0 + 2) == 1
     store.close()
 
 
@@ -62,6 +69,8 @@ def snapshot(db: str) -> dict:
                                            {"job_id": "", "run": -1, "limit": 10**6}),
             "config": store.db.fetch_all("config_all"),
             "counts": store.counts_by_queue(),  # the import counts what it inserts
+            "run_counters": sorted(store.attempt_totals(),
+                                   key=lambda r: (r["queue"], r["outcome"])),
             "output": [{**r, "data": bytes(r["data"])} for r in store.db.fetch_all(
                 "export_output", {"job_id": "", "run": -1, "start_byte": -1, "limit": 10**6})],
         }
@@ -75,6 +84,10 @@ def test_a_queue_goes_to_postgres_and_back_unchanged(tmp_path, pg_database):
     original = snapshot(source)
     assert len(original["jobs"]) == 6 and len(original["attempts"]) == 3
     assert len(original["output"]) == 2
+    assert original["run_counters"] == [
+        {"queue": "default", "outcome": "completed", "n": 1},  # purged from the history
+        {"queue": "default", "outcome": "failed", "n": 2},
+        {"queue": "mail", "outcome": "completed", "n": 1}]
 
     there = queuectl("migrate", "--from", source, "--to", pg_database, "--json")
     assert there.returncode == 0, there.stderr

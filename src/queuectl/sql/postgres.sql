@@ -298,6 +298,33 @@ CREATE INDEX worker_journal_by_worker ON worker_journal (worker_id);
 -- on both, one number per queuectl.
 SELECT 1;
 
+-- name: migration_8
+-- Runs ever recorded, per queue and outcome: the Prometheus counters queuectl_attempts_total
+-- and queuectl_failures_total, which /metrics counted from every row of the history at each
+-- scrape (DECISIONS.md §34). Added to as runs are recorded; nothing subtracts: a purge of old
+-- history leaves the counters where they were, as a Prometheus counter must (a drop reads as
+-- a reset, and rate() then counts the whole new value as fresh runs). Sharded per connection
+-- as job_counts is (migration 4), so workers finishing at once do not queue on one row.
+CREATE TABLE attempt_counts (
+    queue   TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    shard   INTEGER NOT NULL,
+    runs    BIGINT NOT NULL,
+    PRIMARY KEY (queue, outcome, shard)
+);
+
+-- Filled from the history as it stands (runs already purged are not known any more).
+INSERT INTO attempt_counts (queue, outcome, shard, runs)
+SELECT j.queue, a.outcome, 0, count(*)
+FROM attempts a JOIN jobs j ON j.id = a.job_id
+GROUP BY j.queue, a.outcome;
+
+-- No trigger keeps this table here: a statement trigger cost about 50 µs per recorded run on
+-- this server (a tenth of a job's queue cost), so each statement that records a run counts
+-- it in the same statement, a CTE (finish_job_with_attempt, insert_attempt; an import sets
+-- the counters from its source's). tests/unit/test_sql_dialects.py holds every statement
+-- that inserts into attempts to this.
+
 -- name: schema_table_exists
 SELECT 1 FROM information_schema.tables
 WHERE table_schema = current_schema() AND table_name = 'queuectl_meta'
@@ -574,7 +601,7 @@ WITH changed AS (
         worker_id = NULL, host = NULL, lease_token = NULL, lease_expires_at = NULL,
         pgid = NULL, pgid_started = NULL, cancel_requested = 0
     WHERE id = %(id)s AND lease_token = %(token)s AND state = 'processing'
-    RETURNING state
+    RETURNING state, queue
 ), attempt AS (
     INSERT INTO attempts (job_id, run, worker_id, host, started_at, finished_at, outcome,
                           exit_code, error, output_bytes)
@@ -583,6 +610,12 @@ WITH changed AS (
            %(exit_code)s::integer, %(error)s::text, %(output_bytes)s::bigint
     FROM changed
     ON CONFLICT (job_id, run) DO NOTHING
+    RETURNING outcome
+), counted AS (
+    -- The run counters (migration 8), in this connection's shard as job_counts (migration 4).
+    INSERT INTO attempt_counts AS c (queue, outcome, shard, runs)
+    SELECT changed.queue, attempt.outcome, mod(pg_backend_pid(), 16), 1 FROM changed, attempt
+    ON CONFLICT (queue, outcome, shard) DO UPDATE SET runs = c.runs + 1
 )
 SELECT CASE WHEN state IN ('pending', 'failed') THEN pg_notify('queuectl', 'job') END
 FROM changed
@@ -606,11 +639,19 @@ ORDER BY lease_expires_at
 LIMIT 100
 
 -- name: insert_attempt
-INSERT INTO attempts (job_id, run, worker_id, host, started_at, finished_at, outcome,
-                      exit_code, error, output_bytes)
-VALUES (%(job_id)s, %(run)s, %(worker_id)s, %(host)s, %(started_at)s, %(finished_at)s,
-        %(outcome)s, %(exit_code)s, %(error)s, %(output_bytes)s)
-ON CONFLICT (job_id, run) DO NOTHING
+WITH attempt AS (
+    INSERT INTO attempts (job_id, run, worker_id, host, started_at, finished_at, outcome,
+                          exit_code, error, output_bytes)
+    VALUES (%(job_id)s, %(run)s, %(worker_id)s, %(host)s, %(started_at)s, %(finished_at)s,
+            %(outcome)s, %(exit_code)s, %(error)s, %(output_bytes)s)
+    ON CONFLICT (job_id, run) DO NOTHING
+    RETURNING job_id, outcome
+)
+-- The run counters (migration 8); see finish_job_with_attempt.
+INSERT INTO attempt_counts AS c (queue, outcome, shard, runs)
+SELECT j.queue, attempt.outcome, mod(pg_backend_pid(), 16), 1
+FROM attempt JOIN jobs j ON j.id = attempt.job_id
+ON CONFLICT (queue, outcome, shard) DO UPDATE SET runs = c.runs + 1
 
 -- name: journal_write
 -- A worker's journal lines (see migration_6), one or two per call: the result of the job that
@@ -707,10 +748,11 @@ ORDER BY a.finished_at DESC
 LIMIT %(limit)s
 
 -- name: attempt_totals
--- Every run ever recorded, by queue and outcome: the Prometheus counters.
-SELECT j.queue, a.outcome, COUNT(*) AS n
-FROM attempts a JOIN jobs j ON j.id = a.job_id
-GROUP BY j.queue, a.outcome
+-- Every run ever recorded, by queue and outcome: the Prometheus counters (migration 8 keeps
+-- them; a few rows, however long the history).
+SELECT queue, outcome, SUM(runs)::bigint AS n  -- a sum of bigints is numeric
+FROM attempt_counts
+GROUP BY queue, outcome
 
 -- name: oldest_due_job
 SELECT MIN(run_at) AS run_at FROM jobs WHERE state IN ('pending', 'failed') AND run_at <= %(now)s
@@ -908,6 +950,15 @@ ORDER BY job_id, run, start_byte LIMIT %(limit)s
 -- name: import_output
 INSERT INTO output_chunks (job_id, run, start_byte, data)
 VALUES (%(job_id)s, %(run)s, %(start_byte)s, %(data)s)
+
+-- name: clear_attempt_counts
+-- An import's run counters are the source's (its attempt_totals), not its history recounted:
+-- runs purged from the source's history still count (see migration_8).
+DELETE FROM attempt_counts
+
+-- name: import_attempt_count
+INSERT INTO attempt_counts (queue, outcome, shard, runs)
+VALUES (%(queue)s, %(outcome)s, 0, %(n)s)
 
 -- name: finish_import
 -- The copied rows brought their own seq values; start the sequence after the largest.

@@ -250,6 +250,30 @@ DROP INDEX jobs_finished;
 CREATE INDEX jobs_finished ON jobs (finished_at)
     WHERE (state = 'completed' OR state = 'dead' OR state = 'cancelled');
 
+-- name: migration_8
+-- Runs ever recorded, per queue and outcome: the Prometheus counters queuectl_attempts_total
+-- and queuectl_failures_total, which /metrics counted from every row of the history at each
+-- scrape (0.8 s at a million runs, and growing with them; DECISIONS.md §34). The statement
+-- after each one that records a run adds one (count_recorded_run); nothing subtracts: a purge
+-- of old history leaves the counters where they were, as a Prometheus counter must (a drop
+-- reads as a reset, and rate() then counts the whole new value as fresh runs). Same shape as
+-- PostgreSQL's, where `shard` spreads concurrent writers; always 0 here. WITHOUT ROWID: the
+-- table is its primary key, so a transaction that counts a run writes one more page to the
+-- WAL, not two (the rows and a separate index of them).
+CREATE TABLE attempt_counts (
+    queue   TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    shard   INTEGER NOT NULL,
+    runs    INTEGER NOT NULL,
+    PRIMARY KEY (queue, outcome, shard)
+) WITHOUT ROWID;
+
+-- Filled from the history as it stands (runs already purged are not known any more).
+INSERT INTO attempt_counts (queue, outcome, shard, runs)
+SELECT j.queue, a.outcome, 0, COUNT(*)
+FROM attempts a JOIN jobs j ON j.id = a.job_id
+GROUP BY j.queue, a.outcome;
+
 -- name: schema_table_exists
 SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'queuectl_meta'
 
@@ -494,6 +518,16 @@ SELECT :job_id, :run, :worker_id, :host, :started_at, :finished_at, :outcome,
 WHERE changes() = 1
 ON CONFLICT (job_id, run) DO NOTHING
 
+-- name: count_recorded_run
+-- The run counters (migration 8): one more run in :queue that ended :outcome. Sent right
+-- after the statement that inserted its attempt row (insert_attempt or
+-- insert_attempt_after_finish), whose row count changes() is: 0 when no attempt was recorded
+-- (the job was no longer ours, or that run was recorded already), and then nothing is
+-- counted either. A trigger on attempts did the same at twice the cost (DECISIONS.md §34).
+INSERT INTO attempt_counts (queue, outcome, shard, runs)
+SELECT :queue, :outcome, 0, 1 WHERE changes() = 1
+ON CONFLICT (queue, outcome, shard) DO UPDATE SET runs = runs + 1
+
 -- name: get_job
 SELECT * FROM jobs WHERE id = :id
 
@@ -558,10 +592,11 @@ ORDER BY a.finished_at DESC
 LIMIT :limit
 
 -- name: attempt_totals
--- Every run ever recorded, by queue and outcome: the Prometheus counters.
-SELECT j.queue, a.outcome, COUNT(*) AS n
-FROM attempts a JOIN jobs j ON j.id = a.job_id
-GROUP BY j.queue, a.outcome
+-- Every run ever recorded, by queue and outcome: the Prometheus counters (migration 8 keeps
+-- them; a few rows, however long the history).
+SELECT queue, outcome, SUM(runs) AS n
+FROM attempt_counts
+GROUP BY queue, outcome
 
 -- name: oldest_due_job
 SELECT MIN(run_at) AS run_at FROM jobs WHERE state IN ('pending', 'failed') AND run_at <= :now
@@ -748,6 +783,15 @@ ORDER BY job_id, run, start_byte LIMIT :limit
 -- name: import_output
 INSERT INTO output_chunks (job_id, run, start_byte, data)
 VALUES (:job_id, :run, :start_byte, :data)
+
+-- name: clear_attempt_counts
+-- An import's run counters are the source's (its attempt_totals), not its history recounted:
+-- runs purged from the source's history still count (see migration_8).
+DELETE FROM attempt_counts
+
+-- name: import_attempt_count
+INSERT INTO attempt_counts (queue, outcome, shard, runs)
+VALUES (:queue, :outcome, 0, :n)
 
 -- name: finish_import
 -- Nothing to do: AUTOINCREMENT already moved past the largest seq inserted.

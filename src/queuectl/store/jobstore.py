@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from queuectl.journal import JournalEntry
     from queuectl.store.connector import Connector
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 # workers.stop_requested: why a live worker takes no job. Paused came later and shares the
 # column rather than add one: a new column is a migration, and every older queuectl on the
 # queue would refuse it until upgraded; an older one shows a paused worker as stopping.
@@ -577,15 +577,20 @@ class JobStore:
                 return matched == 1
             attempt |= {"job_id": job.id, "finished_at": now, "exit_code": exit_code,
                         "error": error}
+            # SQLite: the run counters' statement follows the attempt's (migration 8).
+            counted = {"queue": job.queue, "outcome": outcome}
             if self._queue_results and "insert_attempt_after_finish" in self.db.queries:
-                # A held result on SQLite: both statements wait for the transaction's next
-                # one, the second checking the first's row count itself (sql.SQLITE_ONLY).
+                # A held result on SQLite: its statements wait for the transaction's next
+                # one, each checking the row count of the one before (sql.SQLITE_ONLY).
                 sent = self.db.queue("finish_job", finish)
                 self.db.queue("insert_attempt_after_finish", attempt)
+                self.db.queue("count_recorded_run", counted)
                 return sent
             if self.db.execute("finish_job", finish) != 1:
                 return False
             self.db.execute("insert_attempt", attempt)
+            if "count_recorded_run" in self.db.queries:  # PostgreSQL's insert_attempt counts
+                self.db.execute("count_recorded_run", counted)
         return True
 
     # -- recovery of jobs whose worker died ---------------------------------------------------
