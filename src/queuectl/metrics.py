@@ -15,9 +15,9 @@ short read queries and turns their rows into metric families:
 The counters are runs ever recorded, kept in attempt_counts as runs are recorded (schema 8):
 a scrape reads a few rows however long the history, and a purge of old history does not
 lower them (Prometheus would read a drop as a reset and count the rest again; DECISIONS.md
-§34). The histograms cover a sliding
-window, not every run since the start, so they are *gauge* histograms (OpenMetrics'
-gaugehistogram): rate() over them would be meaningless, and the type says so.
+§34). The histograms cover a sliding window, not every run since the start, so they are
+*gauge* histograms (OpenMetrics' gaugehistogram): rate() over them would be meaningless, and
+the type says so.
 
 prometheus_client is imported only by the commands that serve or print metrics.
 """
