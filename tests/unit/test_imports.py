@@ -66,3 +66,20 @@ def test_a_plain_enqueue_builds_no_argparse_parser(tmp_path):
     assert _loaded(modules, "sqlite3")
     assert [name for name in ["argparse", "gettext", "locale", *OPTIONAL]
             if _loaded(modules, name)] == []
+
+
+def test_a_plain_enqueue_loads_nothing_only_workers_or_bulk_inserts_need(tmp_path):
+    """Modules only a worker (the write-lock turns), a PostgreSQL worker's journal (base64), a
+    bulk enqueue (multi-row INSERTs) or an optional codec need: with the multi-row work a
+    one-job enqueue no longer does, 2.5 to 3 ms of every `enqueue` call (DECISIONS.md §35)."""
+    db = tmp_path / "q.db"
+    modules = _modules_after(
+        "import queuectl.cli\n"
+        f"assert queuectl.cli.main(['--db', {str(db)!r}, 'enqueue', '{{\"command\": \"true\"}}'])"
+        " == 0",
+        tmp_path,
+    )
+    assert _loaded(modules, "queuectl.store.sqlite")
+    assert [name for name in ["base64", "fcntl", "queuectl.store.multirow",
+                              "queuectl.store.turns", "encodings.utf_8_sig"]
+            if _loaded(modules, name)] == []

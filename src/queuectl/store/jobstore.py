@@ -8,7 +8,6 @@ nothing; the methods return False/None for that instead of raising.
 
 from __future__ import annotations
 
-import base64
 import builtins  # `list` below names JobStore.list: annotations after it say builtins.list
 import json
 import os
@@ -706,6 +705,8 @@ class JobStore:
         exit_code, finished_at and output as bytes), in one statement that commits on its
         own (no BEGIN and COMMIT around it: one round trip): the table is unlogged, so it
         waits for no disk."""
+        import base64  # PostgreSQL workers only: not on every CLI call's import path
+
         rows = [entry | {"worker_id": worker_id,
                          "output": base64.b64encode(entry["output"]).decode("ascii")
                          if entry.get("output") is not None else None}

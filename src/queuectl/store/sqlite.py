@@ -14,13 +14,15 @@ import time
 
 from queuectl import sql
 from queuectl.errors import Conflict, QueueError
-from queuectl.store.multirow import MultiRowInsert
 from queuectl.store.sent import Sent
-from queuectl.store.turns import WriteTurns
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; annotations here are never evaluated
 if TYPE_CHECKING:
     from typing import Any
+
+    # Imported where used: a bulk insert, a worker's connection; not every CLI call.
+    from queuectl.store.multirow import MultiRowInsert
+    from queuectl.store.turns import WriteTurns
 
 BUSY_TIMEOUT_SECONDS = 60.0
 # A worker's connection checkpoints the WAL itself after this many of its own commits (a job
@@ -184,7 +186,9 @@ class SQLiteConnector:
         # (turns.py); the CLI's rare writes poll for it as before.
         self._turns: WriteTurns | None = None
         if self._checkpoint_every is not None:
-            from queuectl.journal import journals_folder  # workers only: they import it anyway
+            # Workers only: they import these anyway; a CLI call does not need them.
+            from queuectl.journal import journals_folder
+            from queuectl.store.turns import WriteTurns
 
             try:
                 self._turns = WriteTurns(journals_folder(os.path.realpath(path)))
@@ -250,9 +254,16 @@ class SQLiteConnector:
     def execute_many(self, name: str, rows: list[dict[str, Any]]) -> None:
         """Run a named statement once per row, all or nothing: a failing row undoes the rows
         before it (a savepoint), and the caller's transaction carries on. A plain INSERT of
-        one VALUES row runs as one INSERT of many rows per few hundred (multirow.py)."""
+        one VALUES row runs as one INSERT of many rows per few hundred (multirow.py). One row
+        (one `enqueue`, the commonest call) runs as it is: a statement is all or nothing by
+        itself, and the multi-row machinery would be most of that call's work."""
         statement = self.queries[name]
+        if len(rows) == 1:
+            self._run(statement, rows[0])
+            return
         if name not in self._multi_row:
+            from queuectl.store.multirow import MultiRowInsert  # bulk inserts only
+
             self._multi_row[name] = MultiRowInsert.of(
                 statement, self.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
         multi = self._multi_row[name]
