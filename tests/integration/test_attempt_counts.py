@@ -39,17 +39,20 @@ def test_every_way_of_recording_a_run_is_counted(store):
     assert store.fail(second, T0 + 1, settings, exit_code=1, error="boom") == "failed"
     third = store.claim(A, T0 + 2, 15)
     assert store.release(third, T0 + 3, reason="cold stop")
-    # A batch: held results and the next claim in one transaction, as a worker sends them.
-    _, batch = store.record_batch([], A, T0 + 4, 15, claim=3)
+    # A batch: held results and the next claim in one transaction, as a worker sends them;
+    # one of them no longer ours (given back), so its held result is refused, not counted.
+    _, batch = store.record_batch([], A, T0 + 4, 15, claim=4)
+    assert store.unclaim(batch[1], T0 + 4)
     records = [lambda job=job: store.complete(job, T0 + 5) for job in batch]
     results, _ = store.record_batch(records, A, T0 + 5, 15, claim=1)
-    assert results == [True] * 3
+    assert results == [True, False, True, True]
     lost = store.claim(B, T0 + 6, 15)
-    assert store.recover_lost(T0 + 100, settings, [B.id])  # its worker is gone: crashed
+    # Its worker is gone, and the job A claimed with the batch is past its lease: crashed.
+    assert len(store.recover_lost(T0 + 100, settings, [B.id])) == 2
     assert store.attempts(lost.id)[-1]["outcome"] == "crashed"
 
     assert totals(store) == history(store)
-    assert sum(totals(store).values()) == 8  # 1 + 1 + 1 + 3 + 1 claimed + 1 crashed
+    assert sum(totals(store).values()) == 8  # 1 + 1 + 1 + 3 of the batch + 2 crashed
     assert not store.complete(first, T0 + 7)  # no longer its job: nothing recorded, none counted
     assert totals(store) == history(store)
 

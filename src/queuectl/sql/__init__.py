@@ -8,7 +8,7 @@ several (the store uses it where the dialect defines it), saving a round trip pe
 The other is POSTGRES_ONLY: the journal of PostgreSQL workers lives in the database, where a
 SQLite worker's is a file (journal.py), and one statement that saves only round trips.
 And SQLITE_ONLY: the other half of finish_job_with_attempt, for a result held in a batch,
-and the run counters' own statement.
+and the run counters' own statements.
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ POSTGRES_ONLY = frozenset({"journal_write", "journal_read", "journal_clear", "jo
                            "journal_forget_orphans", "claim_in_queues_many"})
 # Used only by a SQLite store (DECISIONS.md 32): insert_attempt, checking for itself that the
 # finish_job sent just before it changed the job's row (a held result's two statements run
-# together, after the Python that built them); and the run counters' statement that follows
-# an attempt's insert (34), which PostgreSQL's statements that insert one do themselves.
-SQLITE_ONLY = frozenset({"insert_attempt_after_finish", "count_recorded_run"})
+# together, after the Python that built them); and the run counters' statements that follow
+# an attempt's insert or a batch's (34), which PostgreSQL's statements that insert one do
+# themselves.
+SQLITE_ONLY = frozenset({"insert_attempt_after_finish", "count_recorded_run",
+                         "count_recorded_runs"})
 
 _NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 

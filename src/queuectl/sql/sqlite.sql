@@ -253,10 +253,11 @@ CREATE INDEX jobs_finished ON jobs (finished_at)
 -- name: migration_8
 -- Runs ever recorded, per queue and outcome: the Prometheus counters queuectl_attempts_total
 -- and queuectl_failures_total, which /metrics counted from every row of the history at each
--- scrape (0.8 s at a million runs, and growing with them; DECISIONS.md §34). The statement
--- after each one that records a run adds one (count_recorded_run); nothing subtracts: a purge
--- of old history leaves the counters where they were, as a Prometheus counter must (a drop
--- reads as a reset, and rate() then counts the whole new value as fresh runs). Same shape as
+-- scrape (0.8 s at a million runs, and growing with them; DECISIONS.md §34). The store adds
+-- to them in the transaction that records the runs (count_recorded_run, and
+-- count_recorded_runs for a batch); nothing subtracts: a purge of old history leaves the
+-- counters where they were, as a Prometheus counter must (a drop reads as a reset, and
+-- rate() then counts the whole new value as fresh runs). Same shape as
 -- PostgreSQL's, where `shard` spreads concurrent writers; always 0 here. WITHOUT ROWID: the
 -- table is its primary key, so a transaction that counts a run writes one more page to the
 -- WAL, not two (the rows and a separate index of them).
@@ -520,13 +521,21 @@ ON CONFLICT (job_id, run) DO NOTHING
 
 -- name: count_recorded_run
 -- The run counters (migration 8): one more run in :queue that ended :outcome. Sent right
--- after the statement that inserted its attempt row (insert_attempt or
--- insert_attempt_after_finish), whose row count changes() is: 0 when no attempt was recorded
--- (the job was no longer ours, or that run was recorded already), and then nothing is
--- counted either. A trigger on attempts did the same at twice the cost (DECISIONS.md §34).
+-- after insert_attempt, whose row count changes() is: 0 when no attempt was recorded (that
+-- run was recorded already), and then nothing is counted either. A batch's held results are
+-- counted together instead (count_recorded_runs). A trigger on attempts did the same at
+-- twice the cost (DECISIONS.md §34).
 INSERT INTO attempt_counts (queue, outcome, shard, runs)
 SELECT :queue, :outcome, 0, 1 WHERE changes() = 1
 ON CONFLICT (queue, outcome, shard) DO UPDATE SET runs = runs + 1
+
+-- name: count_recorded_runs
+-- The run counters for a batch's held results (JobStore._count_held_runs): :runs more runs in
+-- :queue that ended :outcome, one statement per batch where count_recorded_run would be one
+-- per job (DECISIONS.md §34).
+INSERT INTO attempt_counts (queue, outcome, shard, runs)
+VALUES (:queue, :outcome, 0, :runs)
+ON CONFLICT (queue, outcome, shard) DO UPDATE SET runs = runs + excluded.runs
 
 -- name: get_job
 SELECT * FROM jobs WHERE id = :id

@@ -99,6 +99,9 @@ class JobStore:
         # Inside record_batch: the output of every result it records, with its mark, to
         # rewind if the transaction fails after the result's own statements went through.
         self._batch_outputs: list[tuple[OutputCapture, Any]] | None = None
+        # Inside record_batch on SQLite: each held result's (queue, outcome, its finish_job),
+        # counted in one statement per batch once they have been sent (count_recorded_runs).
+        self._held_runs: list[tuple[str, str, Sent]] = []
 
     def close(self) -> None:
         self.db.close()
@@ -370,6 +373,7 @@ class JobStore:
         results: builtins.list[Any] = []
         outputs: builtins.list[tuple[OutputCapture, Any]] = []
         self._batch_outputs = outputs
+        self._held_runs = []
         try:
             with self.db.transaction():
                 if clear_journal is not None:
@@ -386,6 +390,8 @@ class JobStore:
                     results.append(record())
                 self._queue_results = False
                 self._chained = None
+                if self._held_runs:
+                    self._count_held_runs()
                 if chained is not None and chained.sent:
                     statements.pop(0)
                     rows += chained.rows
@@ -406,10 +412,23 @@ class JobStore:
             self._chained = None
             self._queue_results = False
             self._batch_outputs = None
+            self._held_runs = []
         results = [result.rowcount == 1 if isinstance(result, Sent) else result
                    for result in results]
         rows.sort(key=lambda row: (-row["priority"], row["run_at"], row["seq"]))
         return results, [row_to_job(row) for row in rows]
+
+    def _count_held_runs(self) -> None:
+        """The run counters (migration 8) for a SQLite batch's held results, one statement per
+        queue and outcome instead of one per job: a held result's attempt row was inserted
+        exactly when its finish_job matched (insert_attempt_after_finish). They were all sent
+        with the batch's last result, which never waits (record_batch)."""
+        matched = Counter((queue, outcome) for queue, outcome, sent in self._held_runs
+                          if sent.rowcount == 1)
+        self._held_runs = []
+        for (queue, outcome), runs in matched.items():
+            self.db.execute("count_recorded_runs", {"queue": queue, "outcome": outcome,
+                                                    "runs": runs})
 
     def unclaim(self, job: Job, now: float) -> bool:
         """Give back a job that was claimed but never started (its worker was asked to stop
@@ -576,20 +595,20 @@ class JobStore:
                 return matched == 1
             attempt |= {"job_id": job.id, "finished_at": now, "exit_code": exit_code,
                         "error": error}
-            # SQLite: the run counters' statement follows the attempt's (migration 8).
-            counted = {"queue": job.queue, "outcome": outcome}
             if self._queue_results and "insert_attempt_after_finish" in self.db.queries:
-                # A held result on SQLite: its statements wait for the transaction's next
-                # one, each checking the row count of the one before (sql.SQLITE_ONLY).
+                # A held result on SQLite: both statements wait for the transaction's next
+                # one, the second checking the first's row count itself (sql.SQLITE_ONLY).
+                # record_batch counts the run once they are sent (_count_held_runs).
                 sent = self.db.queue("finish_job", finish)
                 self.db.queue("insert_attempt_after_finish", attempt)
-                self.db.queue("count_recorded_run", counted)
+                self._held_runs.append((job.queue, outcome, sent))
                 return sent
             if self.db.execute("finish_job", finish) != 1:
                 return False
             self.db.execute("insert_attempt", attempt)
             if "count_recorded_run" in self.db.queries:  # PostgreSQL's insert_attempt counts
-                self.db.execute("count_recorded_run", counted)
+                # SQLite: the run counters' statement follows the attempt's (migration 8).
+                self.db.execute("count_recorded_run", {"queue": job.queue, "outcome": outcome})
         return True
 
     # -- recovery of jobs whose worker died ---------------------------------------------------
