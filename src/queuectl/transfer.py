@@ -120,7 +120,9 @@ def _copy(src: JobStore, dst: JobStore,
             dst.db.execute("import_attempt", row)
             copied.attempts += 1
             tick()
-        dst.db.execute("clear_attempt_counts")  # the import's own trigger counted the history
+        # The run counters go as they are (runs purged from the source's history still
+        # count); a target emptied by purges may hold counters of its own, which they replace.
+        dst.db.execute("clear_attempt_counts")
         for row in src.db.fetch_all("attempt_totals"):
             dst.db.execute("import_attempt_count", row)
         for row in _batches(src, "export_output", {"job_id": "", "run": -1, "start_byte": -1},
