@@ -25,6 +25,17 @@ def _loaded(modules: set[str], name: str) -> bool:
     return any(m == name or m.startswith(name + ".") for m in modules)
 
 
+def _modules_after_an_enqueue(tmp_path) -> set[str]:
+    """The modules loaded by the most frequent call, `enqueue JSON`, into a new queue."""
+    db = tmp_path / "q.db"
+    return _modules_after(
+        "import queuectl.cli\n"
+        f"assert queuectl.cli.main(['--db', {str(db)!r}, 'enqueue', '{{\"command\": \"true\"}}'])"
+        " == 0",
+        tmp_path,
+    )
+
+
 def test_importing_the_cli_loads_no_optional_or_heavy_module(tmp_path):
     modules = _modules_after("import queuectl.cli", tmp_path)
     assert "queuectl.cli" in modules
@@ -56,13 +67,7 @@ def test_the_package_import_is_lazy(tmp_path):
 def test_a_plain_enqueue_builds_no_argparse_parser(tmp_path):
     """The most frequent call, `enqueue JSON`, is read without argparse (and the gettext and
     locale it loads): building the parser cost more than the rest of the call."""
-    db = tmp_path / "q.db"
-    modules = _modules_after(
-        "import queuectl.cli\n"
-        f"assert queuectl.cli.main(['--db', {str(db)!r}, 'enqueue', '{{\"command\": \"true\"}}'])"
-        " == 0",
-        tmp_path,
-    )
+    modules = _modules_after_an_enqueue(tmp_path)
     assert _loaded(modules, "sqlite3")
     assert [name for name in ["argparse", "gettext", "locale", *OPTIONAL]
             if _loaded(modules, name)] == []
@@ -72,13 +77,7 @@ def test_a_plain_enqueue_loads_nothing_only_workers_or_bulk_inserts_need(tmp_pat
     """Modules only a worker (the write-lock turns), a PostgreSQL worker's journal (base64), a
     bulk enqueue (multi-row INSERTs) or an optional codec need: with the multi-row work a
     one-job enqueue no longer does, 2.5 to 3 ms of every `enqueue` call (DECISIONS.md §35)."""
-    db = tmp_path / "q.db"
-    modules = _modules_after(
-        "import queuectl.cli\n"
-        f"assert queuectl.cli.main(['--db', {str(db)!r}, 'enqueue', '{{\"command\": \"true\"}}'])"
-        " == 0",
-        tmp_path,
-    )
+    modules = _modules_after_an_enqueue(tmp_path)
     assert _loaded(modules, "queuectl.store.sqlite")
     assert [name for name in ["base64", "fcntl", "queuectl.store.multirow",
                               "queuectl.store.turns", "encodings.utf_8_sig"]
