@@ -32,8 +32,8 @@ def totals(store) -> dict[tuple[str, str], int]:
 
 def test_every_way_of_recording_a_run_is_counted(store):
     settings = store.settings()
-    store.enqueue([NewJob(id=f"j{i}", command="true", queue="a" if i % 2 else "b",
-                          max_retries=0 if i == 3 else 3) for i in range(10)], T0)
+    store.enqueue([NewJob(id=f"j{i}", command="true", queue="a" if i % 2 else "b")
+                   for i in range(10)], T0)
     first, second = store.claim(A, T0, 15), store.claim(B, T0, 15)
     assert store.complete(first, T0 + 1)
     assert store.fail(second, T0 + 1, settings, exit_code=1, error="boom") == "failed"
