@@ -6,9 +6,9 @@ results of up to BATCH_MOST jobs and the claim of as many next ones in one trans
 batch growing 1, 2, 4, 8, 16 as the worker's does), each job's start and result written to
 its journal as the worker writes them (a file on SQLite, DECISIONS.md 30; the unlogged
 worker_journal table on PostgreSQL, 31). The baseline sends the same named SQL (finish_job +
-insert_attempt + count_recorded_run, or finish_job_with_attempt, claim_any_many, the
-journal's statements on PostgreSQL) through bare sqlite3, so the gap between the two is the
-store layer's Python; on PostgreSQL, through bare psycopg (_raw_pg_loop).
+insert_attempt and the run counters' statements, or finish_job_with_attempt, claim_any_many,
+the journal's statements on PostgreSQL) through bare sqlite3, so the gap between the two is
+the store layer's Python; on PostgreSQL, through bare psycopg (_raw_pg_loop).
 
 Run by the harness as `python overhead.py MODE DB PROCS` in a child with this checkout's src on
 PYTHONPATH; prints `jobs seconds`.
@@ -141,10 +141,14 @@ def _raw_loop(db: str, fixed: bool, ready, go, out) -> None:
                 "job_id": job["id"], "run": job["runs"], "worker_id": worker, "host": "h",
                 "started_at": job["started_at"], "finished_at": now, "outcome": "completed",
                 "exit_code": 0, "error": None, "output_bytes": None})
-            if "count_recorded_run" in q:  # the run counters (schema 8), as the store sends
-                conn.execute(q["count_recorded_run"], {"queue": job["queue"],
-                                                       "outcome": "completed"})
             done += 1
+        if batch and "count_recorded_runs" in q:  # the run counters (schema 8), as the store
+            # counts them: the last result on its own, the held ones before it in one statement
+            queue = batch[-1]["queue"]  # every job of the benchmark is in one queue
+            conn.execute(q["count_recorded_run"], {"queue": queue, "outcome": "completed"})
+            if len(batch) > 1:
+                conn.execute(q["count_recorded_runs"], {
+                    "queue": queue, "outcome": "completed", "runs": len(batch) - 1})
         batch = conn.execute(q["claim_any_many"], {
             "worker_id": worker, "host": "h", "token": os.urandom(8).hex(),
             "lease_until": now + 15, "now": now, "most": BATCH_MOST}).fetchall()
