@@ -12,6 +12,7 @@ import os
 import resource
 import shutil
 import signal
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -150,6 +151,13 @@ class Bench:
             raise RuntimeError(f"{' '.join(argv[:6])}... exited {proc.returncode}: "
                                f"{err.decode(errors='replace').strip()[-2000:]}")
         return elapsed
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a server a figure starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 # -- job files and databases ----------------------------------------------------------------

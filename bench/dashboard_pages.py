@@ -8,14 +8,13 @@ per queue and warmed with one request per page first.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from common import Bench
+from common import Bench, free_port
 
 TOKEN = "bench-dashboard-token"
 # Every page a person opens, the search (which pages through windows of jobs), a job's own
@@ -30,12 +29,6 @@ def has_web_extra(bench: Bench) -> bool:
     return done.returncode == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(url: str) -> bytes:
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})
     with urllib.request.urlopen(request, timeout=30) as response:
@@ -45,7 +38,7 @@ def _get(url: str) -> bytes:
 @contextmanager
 def dashboard(bench: Bench, db: str) -> Iterator[str]:
     """A `queuectl dashboard` on `db`; yields its base URL once it answers."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(bench.cli_argv(db, "dashboard", "--port", str(port),
                                            "--token", TOKEN),
                             env=bench.env(), stdout=subprocess.DEVNULL,

@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
+
+from common import free_port
 
 
 async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -59,12 +60,6 @@ async def _serve(listen: int, host: str, port: int, delay: float) -> None:
         await server.serve_forever()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def round_trip_ms(url: str, samples: int = 200) -> float:
     import psycopg
 
@@ -81,7 +76,7 @@ def delayed(url: str, delay_ms: float) -> Iterator[tuple[str, float]]:
     """A proxy in front of the server of `url`: yields the URL through it and the `SELECT 1`
     round trip measured through it, in ms."""
     parts = urlsplit(url)
-    listen = _free_port()
+    listen = free_port()
     proxy = subprocess.Popen([sys.executable, os.path.abspath(__file__), str(listen),
                               parts.hostname or "127.0.0.1", str(parts.port or 5432),
                               str(delay_ms)], stdout=subprocess.PIPE, text=True)
