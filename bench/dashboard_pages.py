@@ -20,7 +20,8 @@ TOKEN = "bench-dashboard-token"
 # Every page a person opens, the search (which pages through windows of jobs), a job's own
 # page, and /metrics, the Prometheus scrape the dashboard serves too. {job} is a pending job.
 PAGES = ("/", "/jobs", "/jobs?state=pending", "/jobs?state=completed",
-         "/jobs?q=no-such-command", "/jobs/{job}", "/dlq", "/workers", "/metrics")
+         "/jobs?q=no-such-command", "/jobs?queue=no-such-queue", "/jobs/{job}", "/dlq",
+         "/workers", "/metrics")
 
 
 def has_web_extra(bench: Bench) -> bool:

@@ -80,6 +80,7 @@ def run(bench: Bench) -> list[Row]:
     bench.log(f"figure 6: {rows:,} completed jobs inserted in {seconds:.1f} s")
     status: dict[str, list[float]] = {"big": [], "empty": []}
     listing: dict[str, list[float]] = {"big": [], "empty": []}
+    by_queue: dict[str, list[float]] = {"big": [], "empty": []}
     drain: dict[str, list[float]] = {"big": [], "empty": []}
     pages: dict[str, dict[str, list[float]]] = {
         "big": {p: [] for p in dashboard_pages.PAGES},
@@ -102,6 +103,8 @@ def run(bench: Bench) -> list[Row]:
                 status[which].append(bench.timed(bench.cli_argv(db, "status")))
                 listing[which].append(bench.timed(bench.cli_argv(
                     db, "list", "--state", "pending", "--limit", "50")))
+                by_queue[which].append(bench.timed(bench.cli_argv(
+                    db, "list", "--queue", "no-such-queue", "--limit", "50")))
             if web:
                 for page, times in dashboard_pages.page_times(bench, db, samples).items():
                     pages[which][page] += times
@@ -120,7 +123,8 @@ def run(bench: Bench) -> list[Row]:
                   f"empty table: {jobs / empty_t:,.0f} jobs/s ({fmt_s(empty_t)})",
                   "within 10% of empty", ratio >= TARGET_THROUGHPUT_RATIO)]
     for label, values in (("`status`", status),
-                          ("`list --state pending --limit 50`", listing)):
+                          ("`list --state pending --limit 50`", listing),
+                          ("`list --queue no-such-queue --limit 50`", by_queue)):
         b, e = median(values["big"]), median(values["empty"])
         result.append(Row("6 scale", f"{label} wall time, {rows:,} completed + {jobs} pending",
                           fmt_ms(b), f"{jobs} pending only: {fmt_ms(e)}", "< 100 ms",

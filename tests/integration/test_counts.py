@@ -90,7 +90,7 @@ def test_a_version_3_queue_is_upgraded_in_place_with_its_counts(db):
 
     store = open_store(db)
     try:
-        assert store.db.fetch_one("schema_version")["value"] == str(SCHEMA_VERSION) == "8"
+        assert store.db.fetch_one("schema_version")["value"] == str(SCHEMA_VERSION) == "9"
         assert [j.id for j in store.list()] == ["old-2", "old-1"]
         check(store)
         job = store.claim(A, T0, 15)
@@ -178,8 +178,17 @@ def test_a_search_pages_through_a_window_of_jobs_at_a_time(store, monkeypatch):
     assert seen == ["j03"] and pages == 3
     jobs, after = store.page(None, None, None, None, 5)  # no filter: no window
     assert len(jobs) == 5 and after is not None
+    # A queue whose jobs are fewer than the state's is walked on its own index: no window.
     jobs, after = store.page("pending", "default", None, None, 50)
-    assert [j.id for j in jobs] == [f"j{i:02d}" for i in range(24, 14, -1)] and after == 16
+    assert [j.id for j in jobs] == [f"j{i:02d}" for i in range(24, -1, -1)] and after is None
+    # One whose jobs are more: the state's index, the queue a filter, a window at a time.
+    store.cancel("j03", T0 + 1)
+    jobs, after = store.page("cancelled", "default", None, None, 50)
+    assert jobs == [] and after == 16
+    jobs, after = store.page("cancelled", "default", None, after, 50)
+    assert jobs == [] and after == 6
+    jobs, after = store.page("cancelled", "default", None, after, 50)
+    assert [j.id for j in jobs] == ["j03"] and after is None
 
 
 def test_an_enqueue_refused_as_a_whole_counts_nothing(store):

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from queuectl.journal import JournalEntry
     from queuectl.store.connector import Connector
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 # workers.stop_requested: why a live worker takes no job. Paused came later and shares the
 # column rather than add one: a new column is a migration, and every older queuectl on the
 # queue would refuse it until upgraded; an older one shows a paused worker as stopping.
@@ -770,10 +770,29 @@ class JobStore:
     def list(self, state: str | None = None, limit: int = 100,
              queue: str | None = None) -> list[Job]:
         params = {"state": state, "queue": queue, "limit": limit}
-        # Completed jobs are not in jobs_by_state_but_completed; the newest jobs are mostly
-        # completed ones, so walking all jobs from the newest finds them at once.
-        name = "list_jobs" if state in (None, COMPLETED) else "list_jobs_in_state"
+        if queue is not None and self._fewer_in_queue_than_in_state(queue, state):
+            name = "list_jobs_in_queue"
+        elif state in (None, COMPLETED):
+            # Completed jobs are not in jobs_by_state_but_completed; the newest jobs are mostly
+            # completed ones, so walking all jobs from the newest finds them at once.
+            name = "list_jobs"
+        else:
+            name = "list_jobs_in_state"
         return [row_to_job(r) for r in self.db.fetch_all(name, params)]
+
+    def _fewer_in_queue_than_in_state(self, queue: str, state: str | None) -> bool:
+        """Whether a list of one queue's jobs in `state` reads fewer index entries by walking
+        that queue's jobs (jobs_by_queue) than by walking every job in that state. Either walk
+        stops once it has found `limit` matches, so the shorter one is the one over fewer jobs,
+        which the kept counts tell. Without a state, or for completed jobs (walked over all
+        jobs otherwise), the queue's own jobs are never more. The counts only choose the walk:
+        both return the same jobs."""
+        if state in (None, COMPLETED):
+            return True
+        by_queue = self.counts_by_queue()
+        in_queue = sum(by_queue.get(queue, {}).values())
+        in_state = sum(counts[state] for counts in by_queue.values())
+        return in_queue <= in_state
 
     def states(self, job_ids: builtins.list[str]) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -800,20 +819,26 @@ class JobStore:
         """A page of jobs, newest first, below `before` (a seq from the previous page). Returns
         the jobs and the `before` of the next page (None on the last page).
 
-        A filter no index serves (a text or a queue) looks at most at SEARCH_WINDOW jobs per
-        page: a search that matches nothing among a million jobs would otherwise read them
-        all for one page. Such a page may hold fewer than `limit` jobs (even none) and still
-        lead on to older ones."""
+        A queue's jobs are walked on their own index when they are fewer than the jobs in the
+        state asked for (list() says why). A filter no index serves (a text, or a queue whose
+        jobs are not the shorter walk) looks at most at SEARCH_WINDOW jobs per page: a search
+        that matches nothing among a million jobs would otherwise read them all for one page.
+        Such a page may hold fewer than `limit` jobs (even none) and still lead on to older
+        ones."""
         text = text or None
+        in_queue = queue is not None and self._fewer_in_queue_than_in_state(queue, state)
         floor = 0
-        if text is not None or queue is not None:
+        if text is not None or (queue is not None and not in_queue):
             if before is None:
                 last = self.db.fetch_one("last_seq")
                 before = (last["seq"] or 0) + 1 if last else 1
             floor = max(before - SEARCH_WINDOW, 0)
         params = {"state": state, "queue": queue, "text": text, "limit": limit + 1,
                   "before": 2**62 if before is None else before, "floor": floor}
-        name = "page_jobs" if state in (None, COMPLETED) else "page_jobs_in_state"
+        if in_queue:
+            name = "page_jobs_in_queue"
+        else:
+            name = "page_jobs" if state in (None, COMPLETED) else "page_jobs_in_state"
         rows = self.db.fetch_all(name, params)
         more = len(rows) > limit
         rows = rows[:limit]
