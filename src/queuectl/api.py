@@ -86,9 +86,10 @@ class Queue:
     def counts_by_queue(self) -> dict[str, dict[str, int]]:
         return self.store.counts_by_queue()
 
-    def history(self, since: float) -> builtins.list[dict]:
-        """Runs finished since `since` (epoch seconds), for stats.py."""
-        return self.store.attempt_history(since)
+    def history(self, since: float, limit: int = 200_000) -> builtins.list[dict]:
+        """Runs finished since `since` (epoch seconds), newest first, at most `limit`, for
+        stats.py."""
+        return self.store.attempt_history(since, limit)
 
     def cancel(self, *job_ids: str) -> dict[str, str]:
         """Cancel jobs: a waiting one is cancelled at once, a running one is killed by its

@@ -8,7 +8,8 @@ short read queries and turns their rows into metric families:
 - queuectl_attempts_total{queue,outcome}     counter: every run in the history, by outcome
 - queuectl_failures_total{queue}             counter: runs that failed, timed out or crashed
 - queuectl_recent_run_seconds{queue}         gauge histogram: run time of the runs finished in
-- queuectl_recent_wait_seconds{queue}        the last RECENT seconds, and their queue wait
+- queuectl_recent_wait_seconds{queue}        the last RECENT seconds (the newest RECENT_RUNS of
+                                             them), and their queue wait
 - queuectl_workers_alive                     gauge: workers heartbeating within a lease
 - queuectl_oldest_pending_job_age_seconds    gauge: how long the oldest due job has waited
 
@@ -17,7 +18,9 @@ a scrape reads a few rows however long the history, and a purge of old history d
 lower them (Prometheus would read a drop as a reset and count the rest again; DECISIONS.md
 §34). The histograms cover a sliding window, not every run since the start, so they are
 *gauge* histograms (OpenMetrics' gaugehistogram): rate() over them would be meaningless, and
-the type says so.
+the type says so. They are of the newest RECENT_RUNS runs of the window: a scrape read every
+run of it, most of a second when a million finished in 15 minutes (DECISIONS.md §37); a rate
+of runs comes from the counters.
 
 prometheus_client is imported only by the commands that serve or print metrics.
 """
@@ -37,6 +40,7 @@ from queuectl import stats
 from queuectl.timeutil import now
 
 RECENT = 15 * 60
+RECENT_RUNS = 10_000
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 
@@ -52,7 +56,7 @@ class QueueCollector(Collector):
         with self.open_queue() as queue:
             by_queue = queue.counts_by_queue()
             totals = queue.store.attempt_totals()
-            history = queue.history(current - RECENT)
+            history = queue.history(current - RECENT, RECENT_RUNS)
             workers = len(queue.workers())
             oldest = queue.store.oldest_due(current)
 
@@ -83,7 +87,8 @@ class QueueCollector(Collector):
             ("queuectl_recent_wait_seconds", stats.wait_seconds, "Queue wait"),
         ):
             family = GaugeHistogramMetricFamily(
-                metric, f"{what} of the runs finished in the last {RECENT // 60} minutes",
+                metric, f"{what} of the runs finished in the last {RECENT // 60} minutes "
+                f"(the newest {RECENT_RUNS:,} of them)",
                 labels=["queue"])
             for name, rows in _by_queue(finished).items():
                 values = [measure(r) for r in rows]

@@ -27,6 +27,15 @@ PENDING, PROCESSING, COMPLETED, FAILED, DEAD, CANCELLED = (
 )
 STATES = (PENDING, PROCESSING, COMPLETED, FAILED, DEAD, CANCELLED)
 TERMINAL_STATES = frozenset({COMPLETED, DEAD, CANCELLED})
+# A run's outcomes (attempts.outcome) that are results of the job or of its worker: finished
+# runs, counted in throughput and failure rates (stats.py, migration 10). `released` (a cold
+# stop) and `cancelled` are the operator's doing. All but `completed` are failures.
+FINISHED_OUTCOMES = frozenset({"completed", "failed", "timeout", "crashed"})
+
+
+def minute_of(moment: float) -> int:
+    """The minute a moment falls in, as run_minutes counts them: floor(seconds / 60)."""
+    return int(moment // 60)
 
 # Matched with fullmatch: `$` would also match before a final newline, letting "job1\n" in.
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}")

@@ -21,8 +21,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-FINISHED = frozenset({"completed", "failed", "timeout", "crashed"})
-FAILURES = frozenset({"failed", "timeout", "crashed"})
+from queuectl.models import FINISHED_OUTCOMES
+
+FINISHED = FINISHED_OUTCOMES
+FAILURES = FINISHED_OUTCOMES - {"completed"}
 WINDOWS = (1, 5, 15)  # minutes, as in a load average
 
 
@@ -81,15 +83,11 @@ def compute(rows: Sequence[dict], since: float, until: float) -> dict:
     }
 
 
-def throughput(rows: Sequence[dict], now: float, windows: Iterable[int] = WINDOWS) -> dict:
-    """Finished runs per minute over the last 1, 5 and 15 minutes: {'1m': 2.0, ...}."""
-    return {
-        f"{minutes}m": round(
-            sum(1 for r in rows
-                if r["outcome"] in FINISHED and now - minutes * 60 <= r["finished_at"] <= now)
-            / minutes, 3)
-        for minutes in windows
-    }
+def per_minute(finished: dict[int, tuple[int, int]]) -> dict:
+    """Finished runs per minute over windows of whole minutes, from their counts:
+    {minutes: (finished, failed)} -> {'1m': 2.0, '5m': ...}. `status` counts the last 1, 5
+    and 15 minutes (WINDOWS, as in a load average) with JobStore.finished_in_windows."""
+    return {f"{minutes}m": round(finished[minutes][0] / minutes, 3) for minutes in finished}
 
 
 def _group(rows: Iterable[dict], key: str) -> dict[str, list[dict]]:
@@ -103,15 +101,16 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def series(rows: Iterable[dict], now: float, minutes: int = 30) -> list[dict]:
+def chart_start(now: float, minutes: int = 30) -> int:
+    """The first minute (epoch seconds / 60) of a chart of the last `minutes` whole minutes,
+    the current one last."""
+    return math.floor(now / 60) + 1 - minutes
+
+
+def series(by_minute: dict[int, tuple[int, int]], now: float, minutes: int = 30) -> list[dict]:
     """Finished and failed runs in each of the last `minutes` whole minutes, oldest first:
-    the dashboard's throughput chart. A minute is [start, start + 60)."""
-    end = math.floor(now / 60) * 60 + 60  # the end of the current minute
-    start = end - minutes * 60
-    buckets = [{"t": start + i * 60, "runs": 0, "failed": 0} for i in range(minutes)]
-    for r in rows:
-        if r["outcome"] in FINISHED and start <= r["finished_at"] < end:
-            bucket = buckets[int((r["finished_at"] - start) // 60)]
-            bucket["runs"] += 1
-            bucket["failed"] += r["outcome"] in FAILURES
-    return buckets
+    the dashboard's throughput chart, from the counts kept per minute
+    (JobStore.finished_by_minute(chart_start(...))). A minute is [start, start + 60)."""
+    first = chart_start(now, minutes)
+    return [{"t": (first + i) * 60, "runs": by_minute.get(first + i, (0, 0))[0],
+             "failed": by_minute.get(first + i, (0, 0))[1]} for i in range(minutes)]

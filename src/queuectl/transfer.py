@@ -125,6 +125,10 @@ def _copy(src: JobStore, dst: JobStore,
         dst.db.execute("clear_attempt_counts")
         for row in src.db.fetch_all("attempt_totals"):
             dst.db.execute("import_attempt_count", row)
+        dst.db.execute("clear_run_minutes")  # as the run counters, for the same reason
+        for row in _batches(src, "export_run_minutes", {"minute": -1, "queue": ""},
+                            lambda r: {"minute": r["minute"], "queue": r["queue"]}):
+            dst.db.execute("import_run_minute", row)
         for row in _batches(src, "export_output", {"job_id": "", "run": -1, "start_byte": -1},
                             lambda r: {"job_id": r["job_id"], "run": r["run"],
                                        "start_byte": r["start_byte"]}):

@@ -91,7 +91,7 @@ def test_a_version_7_queue_starts_its_counters_from_its_history(db):
 
     store = open_store(db)
     try:
-        assert store.db.fetch_one("schema_version")["value"] == str(SCHEMA_VERSION) == "9"
+        assert store.db.fetch_one("schema_version")["value"] == str(SCHEMA_VERSION) == "10"
         assert totals(store) == {("default", "completed"): 1, ("q", "completed"): 2}
         store.enqueue([NewJob(id="new", command="true", queue="q")], T0 + 2)
         store.complete(store.claim(A, T0 + 2, 15), T0 + 3)

@@ -56,7 +56,10 @@ def test_history_rows_and_figures(store):
     flaky = report["commands"]["flaky"]
     assert (flaky["wait_p50"], flaky["wait_p95"]) == (5.0, 12.0)
     assert (flaky["run_p50"], flaky["run_p95"]) == (1.0, 1.0)
-    assert stats.throughput(rows, T0 + 60) == {"1m": 3.0, "5m": 0.6, "15m": 0.2}
+    finished = store.finished_in_windows(T0 + 60, [60, 300, 900])
+    assert finished == {60: (3, 1), 300: (3, 1), 900: (3, 1)}
+    assert stats.per_minute({s // 60: n for s, n in finished.items()}) == {
+        "1m": 3.0, "5m": 0.6, "15m": 0.2}
 
 
 def test_counts_by_queue(store):

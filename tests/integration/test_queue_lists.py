@@ -139,7 +139,7 @@ def test_a_version_8_queue_gets_the_index_and_keeps_its_jobs(db):
     store.close()
     store = open_store(db)
     try:
-        assert store.db.fetch_one("schema_version")["value"] == str(SCHEMA_VERSION) == "9"
+        assert store.db.fetch_one("schema_version")["value"] == str(SCHEMA_VERSION) == "10"
         assert [j.id for j in store.list(None, 10, "q")] == ["j5", "j3", "j1"]
         if store.db.dialect == "sqlite":
             assert store.db.conn.execute(

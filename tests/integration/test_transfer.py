@@ -71,6 +71,7 @@ def snapshot(db: str) -> dict:
             "counts": store.counts_by_queue(),  # the import counts what it inserts
             "run_counters": sorted(store.attempt_totals(),
                                    key=lambda r: (r["queue"], r["outcome"])),
+            "run_minutes": store.finished_by_minute(0),
             "output": [{**r, "data": bytes(r["data"])} for r in store.db.fetch_all(
                 "export_output", {"job_id": "", "run": -1, "start_byte": -1, "limit": 10**6})],
         }

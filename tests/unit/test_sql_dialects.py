@@ -54,6 +54,8 @@ def test_every_statement_that_records_a_run_counts_it():
     assert recording == {"finish_job_with_attempt", "insert_attempt", "import_attempt"}
     for name in recording - {"import_attempt"}:
         assert "INSERT INTO attempt_counts" in queries[name], name
+        assert "INSERT INTO run_minutes" in queries[name], name  # migration 10, the same way
+    assert "WHERE changes() = 1" in sql.load("sqlite")["count_finished_minute"]
 
 
 @pytest.mark.parametrize("name", sorted(set(sql.load("sqlite")) - sql.SQLITE_ONLY))

@@ -84,19 +84,14 @@ def test_compute_groups_by_queue_and_command_within_the_window():
     assert "old" not in report["commands"]
 
 
-def test_throughput_windows():
-    now = 1000.0
-    rows = [{"outcome": "completed", "finished_at": now - s} for s in (10, 30, 200, 299, 600)]
-    rows.append({"outcome": "released", "finished_at": now - 5})
-    assert stats.throughput(rows, now) == {
+def test_per_minute_divides_each_window_s_finished_runs_by_its_minutes():
+    assert stats.per_minute({1: (2, 1), 5: (4, 1), 15: (5, 2)}) == {
         "1m": 2.0, "5m": 0.8, "15m": round(5 / 15, 3)}
 
 
-def test_series_counts_runs_per_minute_oldest_first():
-    now = 6000.0 + 30  # half a minute into the minute starting at 6000
-    rows = [{"outcome": o, "finished_at": t} for o, t in [
-        ("completed", 6000.0), ("failed", 6029.0), ("completed", 5999.0),
-        ("released", 6001.0), ("completed", 6000 - 3 * 60 - 1)]]
-    points = stats.series(rows, now, minutes=3)
-    assert [p["t"] for p in points] == [5880.0, 5940.0, 6000.0]
-    assert [(p["runs"], p["failed"]) for p in points] == [(0, 0), (1, 0), (2, 1)]
+def test_series_lays_the_kept_minutes_out_oldest_first():
+    now = 6000.0 + 30  # half a minute into minute 100 (the one starting at 6000)
+    assert stats.chart_start(now, minutes=3) == 98
+    points = stats.series({97: (5, 5), 99: (1, 0), 100: (3, 1)}, now, minutes=3)
+    assert [p["t"] for p in points] == [5880, 5940, 6000]
+    assert [(p["runs"], p["failed"]) for p in points] == [(0, 0), (1, 0), (3, 1)]

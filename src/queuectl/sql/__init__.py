@@ -29,7 +29,8 @@ POSTGRES_ONLY = frozenset({"journal_write", "journal_read", "journal_clear", "jo
 # an attempt's insert or a batch's (34), which PostgreSQL's statements that insert one do
 # themselves.
 SQLITE_ONLY = frozenset({"insert_attempt_after_finish", "count_recorded_run",
-                         "count_recorded_runs"})
+                         "count_recorded_runs", "count_finished_minute",
+                         "count_finished_minutes"})
 
 _NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 

@@ -332,6 +332,31 @@ GROUP BY j.queue, a.outcome;
 -- job's queue or seq, so claims and results never touch it.
 CREATE INDEX jobs_by_queue ON jobs (queue, seq);
 
+-- name: migration_10
+-- Finished runs per minute, per queue, and how many of them failed (failed, timeout, crashed):
+-- the throughput and failure rate of `status`, the dashboard's chart and /metrics. They read
+-- every run of the last 15 or 30 minutes, capped at 200,000: under a steady 1,000 runs a
+-- second `status` took 0.65 s and reported 200,000 runs for the 1,000,000 of its window
+-- (DECISIONS.md §37). Added to in the transaction that records a finished run, as
+-- attempt_counts is; runs that ended released or cancelled are not finished runs
+-- (stats.py). A purge deletes the minutes before its cut-off. Sharded per connection as attempt_counts is (migration 8), so
+-- workers finishing in the same minute do not queue on one row.
+CREATE TABLE run_minutes (
+    minute   BIGINT NOT NULL,  -- the minute the runs finished in: floor(finished_at / 60)
+    queue    TEXT NOT NULL,
+    shard    INTEGER NOT NULL,
+    finished BIGINT NOT NULL,
+    failed   BIGINT NOT NULL,
+    PRIMARY KEY (minute, queue, shard)
+);
+
+-- Filled from the history as it stands.
+INSERT INTO run_minutes (minute, queue, shard, finished, failed)
+SELECT floor(a.finished_at / 60)::bigint, j.queue, 0, count(*), sum(CASE WHEN a.outcome = 'completed' THEN 0 ELSE 1 END)
+FROM attempts a JOIN jobs j ON j.id = a.job_id
+WHERE a.outcome IN ('completed', 'failed', 'timeout', 'crashed')
+GROUP BY 1, 2;
+
 -- name: schema_table_exists
 SELECT 1 FROM information_schema.tables
 WHERE table_schema = current_schema() AND table_name = 'queuectl_meta'
@@ -623,6 +648,15 @@ WITH changed AS (
     INSERT INTO attempt_counts AS c (queue, outcome, shard, runs)
     SELECT changed.queue, attempt.outcome, mod(pg_backend_pid(), 16), 1 FROM changed, attempt
     ON CONFLICT (queue, outcome, shard) DO UPDATE SET runs = c.runs + 1
+), minute_counted AS (
+    -- The finished runs of its minute (migration 10), when it is one.
+    INSERT INTO run_minutes AS m (minute, queue, shard, finished, failed)
+    SELECT floor(%(now)s::double precision / 60)::bigint, changed.queue,
+           mod(pg_backend_pid(), 16), 1, CASE WHEN attempt.outcome = 'completed' THEN 0 ELSE 1 END
+    FROM changed, attempt
+    WHERE attempt.outcome IN ('completed', 'failed', 'timeout', 'crashed')
+    ON CONFLICT (minute, queue, shard) DO UPDATE
+    SET finished = m.finished + 1, failed = m.failed + excluded.failed
 )
 SELECT CASE WHEN state IN ('pending', 'failed') THEN pg_notify('queuectl', 'job') END
 FROM changed
@@ -652,7 +686,16 @@ WITH attempt AS (
     VALUES (%(job_id)s, %(run)s, %(worker_id)s, %(host)s, %(started_at)s, %(finished_at)s,
             %(outcome)s, %(exit_code)s, %(error)s, %(output_bytes)s)
     ON CONFLICT (job_id, run) DO NOTHING
-    RETURNING job_id, outcome
+    RETURNING job_id, outcome, finished_at
+), minute_counted AS (
+    -- The finished runs of its minute (migration 10); see finish_job_with_attempt.
+    INSERT INTO run_minutes AS m (minute, queue, shard, finished, failed)
+    SELECT floor(attempt.finished_at / 60)::bigint, j.queue, mod(pg_backend_pid(), 16), 1,
+           CASE WHEN attempt.outcome = 'completed' THEN 0 ELSE 1 END
+    FROM attempt JOIN jobs j ON j.id = attempt.job_id
+    WHERE attempt.outcome IN ('completed', 'failed', 'timeout', 'crashed')
+    ON CONFLICT (minute, queue, shard) DO UPDATE
+    SET finished = m.finished + 1, failed = m.failed + excluded.failed
 )
 -- The run counters (migration 8); see finish_job_with_attempt.
 INSERT INTO attempt_counts AS c (queue, outcome, shard, runs)
@@ -808,6 +851,38 @@ WHERE queue = %(queue)s AND seq < %(before)s AND seq >= %(floor)s
 ORDER BY seq DESC
 LIMIT %(limit)s
 
+-- name: finished_by_minute
+-- Finished and failed runs in each minute from :first_minute on (migration 10): a few rows per
+-- minute, however many runs.
+SELECT minute, sum(finished)::bigint AS finished, sum(failed)::bigint AS failed
+FROM run_minutes
+WHERE minute >= %(first_minute)s
+GROUP BY minute
+
+-- name: finished_between
+-- Finished and failed runs with :since <= finished_at < :until, counted from the history: for
+-- the part of a window's first minute that the window holds (never more than a minute).
+SELECT count(*) AS finished,
+       COALESCE(sum(CASE WHEN outcome = 'completed' THEN 0 ELSE 1 END), 0) AS failed
+FROM attempts
+WHERE finished_at >= %(since)s AND finished_at < %(until)s
+  AND outcome IN ('completed', 'failed', 'timeout', 'crashed')
+
+-- name: clear_run_minutes
+DELETE FROM run_minutes
+
+-- name: recount_run_minutes
+-- Rebuilt from the history (status --recount).
+INSERT INTO run_minutes (minute, queue, shard, finished, failed)
+SELECT floor(a.finished_at / 60)::bigint, j.queue, 0, count(*), sum(CASE WHEN a.outcome = 'completed' THEN 0 ELSE 1 END)
+FROM attempts a JOIN jobs j ON j.id = a.job_id
+WHERE a.outcome IN ('completed', 'failed', 'timeout', 'crashed')
+GROUP BY 1, 2
+
+-- name: purge_run_minutes
+-- Whole minutes before the cut-off: their runs' history may be gone.
+DELETE FROM run_minutes WHERE (minute + 1) * 60 <= %(before)s
+
 -- name: job_attempts
 SELECT * FROM attempts WHERE job_id = %(job_id)s ORDER BY run
 
@@ -944,6 +1019,17 @@ SELECT * FROM jobs WHERE seq > %(after)s ORDER BY seq LIMIT %(limit)s
 -- name: export_attempts
 SELECT * FROM attempts WHERE (job_id, run) > (%(job_id)s, %(run)s)
 ORDER BY job_id, run LIMIT %(limit)s
+
+-- name: export_run_minutes
+-- The finished runs per minute as they are (migration 10), shards summed: a copy keeps the
+-- counts of runs its source's purges left in a minute they did not wholly delete.
+SELECT minute, queue, sum(finished)::bigint AS finished, sum(failed)::bigint AS failed
+FROM run_minutes WHERE (minute, queue) > (%(minute)s, %(queue)s)
+GROUP BY minute, queue ORDER BY minute, queue LIMIT %(limit)s
+
+-- name: import_run_minute
+INSERT INTO run_minutes (minute, queue, shard, finished, failed)
+VALUES (%(minute)s, %(queue)s, 0, %(finished)s, %(failed)s)
 
 -- name: import_job
 -- Every column, seq included, so the copy keeps the order of the queue. A column added by a

@@ -23,11 +23,13 @@ from queuectl.models import (
     COMPLETED,
     DEAD,
     FAILED,
+    FINISHED_OUTCOMES,
     PENDING,
     STATES,
     TERMINAL_STATES,
     Job,
     NewJob,
+    minute_of,
     new_job_id,
     new_job_ids,
 )
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     from queuectl.journal import JournalEntry
     from queuectl.store.connector import Connector
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 # workers.stop_requested: why a live worker takes no job. Paused came later and shares the
 # column rather than add one: a new column is a migration, and every older queuectl on the
 # queue would refuse it until upgraded; an older one shows a paused worker as stopping.
@@ -99,9 +101,10 @@ class JobStore:
         # Inside record_batch: the output of every result it records, with its mark, to
         # rewind if the transaction fails after the result's own statements went through.
         self._batch_outputs: list[tuple[OutputCapture, Any]] | None = None
-        # Inside record_batch on SQLite: each held result's (queue, outcome, its finish_job),
-        # counted in one statement per batch once they have been sent (count_recorded_runs).
-        self._held_runs: list[tuple[str, str, Sent]] = []
+        # Inside record_batch on SQLite: each held result's (queue, outcome, minute, its
+        # finish_job), counted in one statement per batch and kind once they have been sent
+        # (count_recorded_runs, count_finished_minutes).
+        self._held_runs: list[tuple[str, str, int, Sent]] = []
 
     def close(self) -> None:
         self.db.close()
@@ -241,12 +244,15 @@ class JobStore:
 
     def recount(self) -> int:
         """Rebuild job_counts from the jobs themselves, the repair for counts that drifted
-        (an older queuectl that kept enqueueing after an upgrade: DECISIONS.md §22). Writers
-        wait meanwhile. Returns how many jobs were counted."""
+        (an older queuectl that kept enqueueing after an upgrade: DECISIONS.md §22), and the
+        finished runs per minute from the history. Writers wait meanwhile. Returns how many
+        jobs were counted."""
         with self.db.transaction():
             self.db.execute("lock_for_recount")
             self.db.execute("clear_counts")
             self.db.execute("recount_jobs")
+            self.db.execute("clear_run_minutes")
+            self.db.execute("recount_run_minutes")
         return sum(self.counts().values())
 
     def _refuse_taken_id(self, batch: list[NewJob]) -> None:
@@ -419,16 +425,27 @@ class JobStore:
         return results, [row_to_job(row) for row in rows]
 
     def _count_held_runs(self) -> None:
-        """The run counters (migration 8) for a SQLite batch's held results, one statement per
-        queue and outcome instead of one per job: a held result's attempt row was inserted
+        """The run counters (migration 8) and finished runs per minute (migration 10) for a
+        SQLite batch's held results, one statement per queue and outcome (and per queue and
+        minute) instead of one per job: a held result's attempt row was inserted
         exactly when its finish_job matched (insert_attempt_after_finish). They were all sent
         with the batch's last result, which never waits (record_batch)."""
-        matched = Counter((queue, outcome) for queue, outcome, sent in self._held_runs
-                          if sent.rowcount == 1)
+        matched = [(queue, outcome, minute) for queue, outcome, minute, sent in self._held_runs
+                   if sent.rowcount == 1]
         self._held_runs = []
-        for (queue, outcome), runs in matched.items():
+        for (queue, outcome), runs in Counter((q, o) for q, o, _ in matched).items():
             self.db.execute("count_recorded_runs", {"queue": queue, "outcome": outcome,
                                                     "runs": runs})
+        finished: Counter[tuple[str, int]] = Counter()
+        failed: Counter[tuple[str, int]] = Counter()
+        for queue, outcome, minute in matched:
+            if outcome in FINISHED_OUTCOMES:
+                finished[queue, minute] += 1
+                failed[queue, minute] += outcome != COMPLETED
+        for (queue, minute), runs in finished.items():
+            self.db.execute("count_finished_minutes", {
+                "minute": minute, "queue": queue, "finished": runs,
+                "failed": failed[queue, minute]})
 
     def unclaim(self, job: Job, now: float) -> bool:
         """Give back a job that was claimed but never started (its worker was asked to stop
@@ -601,14 +618,18 @@ class JobStore:
                 # record_batch counts the run once they are sent (_count_held_runs).
                 sent = self.db.queue("finish_job", finish)
                 self.db.queue("insert_attempt_after_finish", attempt)
-                self._held_runs.append((job.queue, outcome, sent))
+                self._held_runs.append((job.queue, outcome, minute_of(now), sent))
                 return sent
             if self.db.execute("finish_job", finish) != 1:
                 return False
             self.db.execute("insert_attempt", attempt)
             if "count_recorded_run" in self.db.queries:  # PostgreSQL's insert_attempt counts
-                # SQLite: the run counters' statement follows the attempt's (migration 8).
+                # SQLite: the run counters' statements follow the attempt's (migrations 8, 10).
                 self.db.execute("count_recorded_run", {"queue": job.queue, "outcome": outcome})
+                if outcome in FINISHED_OUTCOMES:
+                    self.db.execute("count_finished_minute", {
+                        "minute": minute_of(now), "queue": job.queue,
+                        "failed": int(outcome != COMPLETED)})
         return True
 
     # -- recovery of jobs whose worker died ---------------------------------------------------
@@ -852,6 +873,37 @@ class JobStore:
         """Runs finished at or after `since`, newest first, at most `limit` (see stats.py)."""
         return self.db.fetch_all("attempt_history", {"since": since, "limit": limit})
 
+    def finished_by_minute(self, first_minute: int) -> dict[int, tuple[int, int]]:
+        """{minute: (finished runs, failed runs)} for each minute from `first_minute` on that
+        had any, from the kept counts (migration 10)."""
+        return {row["minute"]: (int(row["finished"]), int(row["failed"]))
+                for row in self.db.fetch_all("finished_by_minute",
+                                             {"first_minute": first_minute})}
+
+    def finished_in_windows(self, now: float, windows: Iterable[float],
+                            ) -> dict[float, tuple[int, int]]:
+        """{window: (finished runs, failed runs)} with finished_at at or after now - window,
+        for each window in seconds: exact, and bounded however many runs finished. The whole
+        minutes a window holds come from the kept counts; the part of its first minute that
+        it holds is counted from the history (at most a minute of runs). Runs stamped later
+        than `now` (another host's clock ahead of ours) count as finished now."""
+        windows = builtins.list(windows)
+        minutes = self.finished_by_minute(minute_of(now - max(windows)) + 1)
+        found = {}
+        for window in windows:
+            since = now - window
+            first_whole = minute_of(since) + 1
+            edge = self.db.fetch_one("finished_between",
+                                     {"since": since, "until": first_whole * 60}) or {}
+            finished = int(edge.get("finished") or 0)
+            failed = int(edge.get("failed") or 0)
+            for minute, (runs, failures) in minutes.items():
+                if minute >= first_whole:
+                    finished += runs
+                    failed += failures
+            found[window] = (finished, failed)
+        return found
+
     def attempt_totals(self) -> builtins.list[dict]:
         return self.db.fetch_all("attempt_totals")
 
@@ -927,6 +979,8 @@ class JobStore:
             raise InputError(f"only finished jobs can be purged (completed, dead, cancelled), "
                              f"not {bad[0]!r}")
         params = {"states": json.dumps(states), "before": before, "limit": batch}
+        with self.db.transaction():  # the recent figures only ever read the last half hour
+            self.db.execute("purge_run_minutes", {"before": before})
         total = 0
         while True:
             with self.db.transaction():

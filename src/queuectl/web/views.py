@@ -27,8 +27,9 @@ def overview(queue: Queue) -> dict:
     data = status_data(queue, current)
     data.pop("_raw_workers")
     data["queue_rows"] = [{"queue": name, **counts} for name, counts in data["queues"].items()]
-    data["series"] = stats.series(queue.history(current - CHART_MINUTES * 60), current,
-                                  CHART_MINUTES)
+    data["series"] = stats.series(
+        queue.store.finished_by_minute(stats.chart_start(current, CHART_MINUTES)), current,
+        CHART_MINUTES)
     data["now"] = iso(current)
     return data
 
