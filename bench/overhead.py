@@ -142,9 +142,17 @@ def _raw_loop(db: str, fixed: bool, ready, go, out) -> None:
                 "started_at": job["started_at"], "finished_at": now, "outcome": "completed",
                 "exit_code": 0, "error": None, "output_bytes": None})
             done += 1
-        if batch and "count_recorded_runs" in q:  # the run counters (schema 8), as the store
-            # counts them: the last result on its own, the held ones before it in one statement
+        if batch and "count_finished_minutes" in q:  # the run counters and the finished
+            # runs per minute (schemas 8 and 10) as the store counts them: the whole batch in
+            # one statement each
             queue = batch[-1]["queue"]  # every job of the benchmark is in one queue
+            conn.execute(q["count_recorded_runs"], {
+                "queue": queue, "outcome": "completed", "runs": len(batch)})
+            conn.execute(q["count_finished_minutes"], {
+                "minute": int(now // 60), "queue": queue, "finished": len(batch), "failed": 0})
+        elif batch and "count_recorded_runs" in q:  # schemas 8 and 9 (bench --src, older
+            # code): the last result on its own, the held ones before it in one statement
+            queue = batch[-1]["queue"]
             conn.execute(q["count_recorded_run"], {"queue": queue, "outcome": "completed"})
             if len(batch) > 1:
                 conn.execute(q["count_recorded_runs"], {

@@ -40,7 +40,7 @@ from queuectl import stats
 from queuectl.timeutil import now
 
 RECENT = 15 * 60
-RECENT_RUNS = 10_000
+RECENT_RUNS = 5_000
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 

@@ -83,6 +83,18 @@ def compute(rows: Sequence[dict], since: float, until: float) -> dict:
     }
 
 
+def count_total(report: dict, since: float, finished: int, failed: int) -> None:
+    """Widen a report of the newest runs of a window to the whole window from `since`: its
+    total's counts are the window's, counted (its percentiles stay those of the runs read,
+    as do the figures per queue and per command)."""
+    report["since"] = since
+    seconds = report["until"] - since
+    report["total"].update(
+        runs=finished, completed=finished - failed, failed=failed,
+        per_minute=round(finished / (seconds / 60), 3) if seconds > 0 else None,
+        failure_rate=round(failed / finished, 4) if finished else None)
+
+
 def per_minute(finished: dict[int, tuple[int, int]]) -> dict:
     """Finished runs per minute over windows of whole minutes, from their counts:
     {minutes: (finished, failed)} -> {'1m': 2.0, '5m': ...}. `status` counts the last 1, 5

@@ -149,3 +149,30 @@ def test_the_dashboard_chart_is_the_kept_minutes(store):
     assert [(p["runs"], p["failed"]) for p in points] == [
         truth.get(p["t"] // 60, (0, 0)) for p in points]
     assert sum(p["runs"] for p in points) == 9
+
+
+def test_stats_counts_the_whole_window_and_says_which_runs_the_rest_is_of(db, monkeypatch):
+    from queuectl import overview
+
+    store = open_store(db)
+    store.enqueue([NewJob(id=f"j{i}", command="true", queue="ab"[i % 2]) for i in range(8)], M)
+    settings = store.settings()
+    for i in range(8):
+        job = store.claim(A, M + 10 * i, 600)
+        if i % 4:
+            assert store.complete(job, M + 10 * i + 1)
+        else:
+            store.fail(job, M + 10 * i + 1, settings, 1, "boom")
+    store.close()
+    with Queue(db, create=False) as queue:
+        whole = overview.stats_report(queue, 600, M + 100)
+        monkeypatch.setattr(overview, "STATS_RUNS", 3)
+        capped = overview.stats_report(queue, 600, M + 100)
+    assert (whole["runs_read"], whole["runs_read_since"]) == (8, None)
+    assert whole["total"]["runs"] == 8 and whole["total"]["failed"] == 2
+    assert capped["total"] == {**whole["total"], **{k: capped["total"][k] for k in (
+        "wait_p50", "wait_p95", "run_p50", "run_p95")}}  # the counts: the same
+    assert (capped["runs_read"], capped["runs_read_since"]) == (3, M + 51)
+    assert sum(q["runs"] for q in capped["queues"].values()) == 3  # of the newest three,
+    assert capped["queues"]["b"]["per_minute"] == round(2 / ((100 - 51) / 60), 3)  # their span
+    assert capped["since"] == whole["since"] == M + 100 - 600

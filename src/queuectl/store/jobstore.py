@@ -101,10 +101,10 @@ class JobStore:
         # Inside record_batch: the output of every result it records, with its mark, to
         # rewind if the transaction fails after the result's own statements went through.
         self._batch_outputs: list[tuple[OutputCapture, Any]] | None = None
-        # Inside record_batch on SQLite: each held result's (queue, outcome, minute, its
-        # finish_job), counted in one statement per batch and kind once they have been sent
-        # (count_recorded_runs, count_finished_minutes).
-        self._held_runs: list[tuple[str, str, int, Sent]] = []
+        # Inside record_batch on SQLite: each result's (queue, outcome, minute, and the row
+        # count of the statement that inserted its attempt), counted in one statement per
+        # batch and kind once they have been sent (count_recorded_runs, count_finished_minutes).
+        self._batch_runs: list[tuple[str, str, int, Sent]] = []
 
     def close(self) -> None:
         self.db.close()
@@ -379,7 +379,7 @@ class JobStore:
         results: builtins.list[Any] = []
         outputs: builtins.list[tuple[OutputCapture, Any]] = []
         self._batch_outputs = outputs
-        self._held_runs = []
+        self._batch_runs = []
         try:
             with self.db.transaction():
                 if clear_journal is not None:
@@ -396,8 +396,8 @@ class JobStore:
                     results.append(record())
                 self._queue_results = False
                 self._chained = None
-                if self._held_runs:
-                    self._count_held_runs()
+                if self._batch_runs:
+                    self._count_batch_runs()
                 if chained is not None and chained.sent:
                     statements.pop(0)
                     rows += chained.rows
@@ -418,30 +418,32 @@ class JobStore:
             self._chained = None
             self._queue_results = False
             self._batch_outputs = None
-            self._held_runs = []
+            self._batch_runs = []
         results = [result.rowcount == 1 if isinstance(result, Sent) else result
                    for result in results]
         rows.sort(key=lambda row: (-row["priority"], row["run_at"], row["seq"]))
         return results, [row_to_job(row) for row in rows]
 
-    def _count_held_runs(self) -> None:
-        """The run counters (migration 8) and finished runs per minute (migration 10) for a
-        SQLite batch's held results, one statement per queue and outcome (and per queue and
-        minute) instead of one per job: a held result's attempt row was inserted
-        exactly when its finish_job matched (insert_attempt_after_finish). They were all sent
-        with the batch's last result, which never waits (record_batch)."""
-        matched = [(queue, outcome, minute) for queue, outcome, minute, sent in self._held_runs
-                   if sent.rowcount == 1]
-        self._held_runs = []
-        for (queue, outcome), runs in Counter((q, o) for q, o, _ in matched).items():
-            self.db.execute("count_recorded_runs", {"queue": queue, "outcome": outcome,
-                                                    "runs": runs})
+    def _count_batch_runs(self) -> None:
+        """The run counters (migration 8) and finished runs per minute (migration 10) for the
+        results a SQLite batch recorded, one statement per queue and outcome (and per queue
+        and minute) instead of two per job. A held result's attempt row was inserted exactly
+        when its finish_job matched (insert_attempt_after_finish); they were all sent with
+        the batch's last result, whose own insert_attempt gives its row count."""
+        recorded: Counter[tuple[str, str]] = Counter()
         finished: Counter[tuple[str, int]] = Counter()
         failed: Counter[tuple[str, int]] = Counter()
-        for queue, outcome, minute in matched:
-            if outcome in FINISHED_OUTCOMES:
-                finished[queue, minute] += 1
-                failed[queue, minute] += outcome != COMPLETED
+        for queue, outcome, minute, sent in self._batch_runs:
+            if sent.rowcount == 1:
+                recorded[queue, outcome] += 1
+                if outcome in FINISHED_OUTCOMES:
+                    finished[queue, minute] += 1
+                    if outcome != COMPLETED:
+                        failed[queue, minute] += 1
+        self._batch_runs = []
+        for (queue, outcome), runs in recorded.items():
+            self.db.execute("count_recorded_runs", {"queue": queue, "outcome": outcome,
+                                                    "runs": runs})
         for (queue, minute), runs in finished.items():
             self.db.execute("count_finished_minutes", {
                 "minute": minute, "queue": queue, "finished": runs,
@@ -615,15 +617,19 @@ class JobStore:
             if self._queue_results and "insert_attempt_after_finish" in self.db.queries:
                 # A held result on SQLite: both statements wait for the transaction's next
                 # one, the second checking the first's row count itself (sql.SQLITE_ONLY).
-                # record_batch counts the run once they are sent (_count_held_runs).
+                # record_batch counts the run once they are sent (_count_batch_runs).
                 sent = self.db.queue("finish_job", finish)
                 self.db.queue("insert_attempt_after_finish", attempt)
-                self._held_runs.append((job.queue, outcome, minute_of(now), sent))
+                self._batch_runs.append((job.queue, outcome, minute_of(now), sent))
                 return sent
             if self.db.execute("finish_job", finish) != 1:
                 return False
-            self.db.execute("insert_attempt", attempt)
-            if "count_recorded_run" in self.db.queries:  # PostgreSQL's insert_attempt counts
+            inserted = self.db.execute("insert_attempt", attempt)
+            if "count_recorded_run" not in self.db.queries:  # PostgreSQL's insert_attempt counts
+                return True
+            if self._batch_outputs is not None:  # a batch's last result: counted with the rest
+                self._batch_runs.append((job.queue, outcome, minute_of(now), Sent(inserted)))
+            else:
                 # SQLite: the run counters' statements follow the attempt's (migrations 8, 10).
                 self.db.execute("count_recorded_run", {"queue": job.queue, "outcome": outcome})
                 if outcome in FINISHED_OUTCOMES:
