@@ -143,10 +143,13 @@ def test_migration_4_backfills_sqlite_counts(tmp_path, rows):
     ("dlq_retry_all", "jobs_by_state_but_completed (state=?)"),
     ("live_workers", "jobs_by_state_but_completed (state=?)"),
     ("purge_jobs", "jobs_finished (finished_at<?)"),
+    ("list_jobs_in_queue", "jobs_by_queue (queue=?)"),  # test_queue_lists.py
+    ("page_jobs_in_queue", "jobs_by_queue (queue=? AND seq>? AND seq<?)"),
 ])
 def test_reads_by_state_seek_an_index_on_sqlite(sqlite_database, name, index):
-    """With a million completed jobs kept, a list of the few jobs in another state, the DLQ,
-    the workers' current jobs and each purge batch must not step over all of them."""
+    """With a million completed jobs kept, a list of the few jobs in another state or in a
+    small queue, the DLQ, the workers' current jobs and each purge batch must not step over
+    all of them."""
     store = open_store(sqlite_database)
     try:
         query = store.db.queries[name]

@@ -5,8 +5,6 @@ the same: these tests hold both, on both backends."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from queuectl.models import NewJob
@@ -95,20 +93,6 @@ def test_the_walk_over_fewer_jobs_is_chosen(store, monkeypatch):
     lists = [name for name in sent if name.startswith("list_")]
     assert lists == ["list_jobs_in_state", "list_jobs_in_queue", "list_jobs_in_queue",
                      "list_jobs_in_queue", "list_jobs_in_state"]
-
-
-@pytest.mark.parametrize("name", ["list_jobs_in_queue", "page_jobs_in_queue"])
-def test_a_queue_s_jobs_are_sought_on_its_index_on_sqlite(sqlite_database, name):
-    store = open_store(sqlite_database)
-    try:
-        query = store.db.queries[name]
-        params = dict.fromkeys(re.findall(r"(?<!:):(\w+)", query))
-        params.update(queue="q", state="pending")
-        plan = [row[3] for row in store.db.conn.execute("EXPLAIN QUERY PLAN " + query, params)]
-    finally:
-        store.close()
-    assert any("jobs_by_queue (queue=?" in step for step in plan), plan
-    assert not any(step.startswith("SCAN") or "TEMP B-TREE" in step for step in plan), plan
 
 
 @pytest.mark.parametrize("analyzed", [False, True], ids=["no-stats", "analyzed"])
