@@ -193,8 +193,8 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--interval", type=_positive_float, default=1.0, metavar="SECONDS",
                    help=argparse.SUPPRESS)
     p.add_argument("--recount", action="store_true",
-                   help="first rebuild the kept counts from the jobs (a repair, for counts "
-                        "that drifted; writers wait while it runs)")
+                   help="first rebuild the kept counts from the jobs and their run history "
+                        "(a repair, for counts that drifted; writers wait while it runs)")
     p.set_defaults(func=_later("overview", "cmd_status"))
 
     p = _top(sub, "stats",

@@ -145,6 +145,8 @@ def test_migration_4_backfills_sqlite_counts(tmp_path, rows):
     ("purge_jobs", "jobs_finished (finished_at<?)"),
     ("list_jobs_in_queue", "jobs_by_queue (queue=?)"),  # test_queue_lists.py
     ("page_jobs_in_queue", "jobs_by_queue (queue=? AND seq>? AND seq<?)"),
+    ("finished_between", "attempts_finished (finished_at>? AND finished_at<?)"),  # §37
+    ("finished_by_minute", "run_minutes USING PRIMARY KEY (minute>?)"),
 ])
 def test_reads_by_state_seek_an_index_on_sqlite(sqlite_database, name, index):
     """With a million completed jobs kept, a list of the few jobs in another state or in a

@@ -339,8 +339,9 @@ CREATE INDEX jobs_by_queue ON jobs (queue, seq);
 -- second `status` took 0.65 s and reported 200,000 runs for the 1,000,000 of its window
 -- (DECISIONS.md §37). Added to in the transaction that records a finished run, as
 -- attempt_counts is; runs that ended released or cancelled are not finished runs
--- (stats.py). A purge deletes the minutes before its cut-off. Sharded per connection as attempt_counts is (migration 8), so
--- workers finishing in the same minute do not queue on one row.
+-- (stats.py). A purge deletes the minutes before its cut-off. Sharded per connection as
+-- attempt_counts is (migration 8), so workers finishing in the same minute do not queue on
+-- one row.
 CREATE TABLE run_minutes (
     minute   BIGINT NOT NULL,  -- the minute the runs finished in: floor(finished_at / 60)
     queue    TEXT NOT NULL,
@@ -352,7 +353,8 @@ CREATE TABLE run_minutes (
 
 -- Filled from the history as it stands.
 INSERT INTO run_minutes (minute, queue, shard, finished, failed)
-SELECT floor(a.finished_at / 60)::bigint, j.queue, 0, count(*), sum(CASE WHEN a.outcome = 'completed' THEN 0 ELSE 1 END)
+SELECT floor(a.finished_at / 60)::bigint, j.queue, 0, count(*),
+       sum(CASE WHEN a.outcome = 'completed' THEN 0 ELSE 1 END)
 FROM attempts a JOIN jobs j ON j.id = a.job_id
 WHERE a.outcome IN ('completed', 'failed', 'timeout', 'crashed')
 GROUP BY 1, 2;
@@ -874,7 +876,8 @@ DELETE FROM run_minutes
 -- name: recount_run_minutes
 -- Rebuilt from the history (status --recount).
 INSERT INTO run_minutes (minute, queue, shard, finished, failed)
-SELECT floor(a.finished_at / 60)::bigint, j.queue, 0, count(*), sum(CASE WHEN a.outcome = 'completed' THEN 0 ELSE 1 END)
+SELECT floor(a.finished_at / 60)::bigint, j.queue, 0, count(*),
+       sum(CASE WHEN a.outcome = 'completed' THEN 0 ELSE 1 END)
 FROM attempts a JOIN jobs j ON j.id = a.job_id
 WHERE a.outcome IN ('completed', 'failed', 'timeout', 'crashed')
 GROUP BY 1, 2

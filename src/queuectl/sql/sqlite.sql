@@ -289,8 +289,8 @@ CREATE INDEX jobs_by_queue ON jobs (queue, seq);
 -- second `status` took 0.65 s and reported 200,000 runs for the 1,000,000 of its window
 -- (DECISIONS.md §37). Added to in the transaction that records a finished run, as
 -- attempt_counts is; runs that ended released or cancelled are not finished runs
--- (stats.py). A purge deletes the minutes before its cut-off. Same shape as
--- PostgreSQL's, where `shard` spreads concurrent writers; always 0 here.
+-- (stats.py). A purge deletes the minutes before its cut-off. Same shape as PostgreSQL's,
+-- where `shard` spreads concurrent writers; always 0 here.
 CREATE TABLE run_minutes (
     minute   INTEGER NOT NULL,  -- the minute the runs finished in: floor(finished_at / 60)
     queue    TEXT NOT NULL,
@@ -302,7 +302,8 @@ CREATE TABLE run_minutes (
 
 -- Filled from the history as it stands.
 INSERT INTO run_minutes (minute, queue, shard, finished, failed)
-SELECT CAST(a.finished_at / 60 AS INTEGER), j.queue, 0, count(*), sum(CASE WHEN a.outcome = 'completed' THEN 0 ELSE 1 END)
+SELECT CAST(a.finished_at / 60 AS INTEGER), j.queue, 0, count(*),
+       sum(CASE WHEN a.outcome = 'completed' THEN 0 ELSE 1 END)
 FROM attempts a JOIN jobs j ON j.id = a.job_id
 WHERE a.outcome IN ('completed', 'failed', 'timeout', 'crashed')
 GROUP BY 1, 2;
@@ -562,9 +563,9 @@ SELECT :queue, :outcome, 0, 1 WHERE changes() = 1
 ON CONFLICT (queue, outcome, shard) DO UPDATE SET runs = runs + 1
 
 -- name: count_recorded_runs
--- The run counters for a batch's held results (JobStore._count_held_runs): :runs more runs in
--- :queue that ended :outcome, one statement per batch where count_recorded_run would be one
--- per job (DECISIONS.md §34).
+-- The run counters for the results of a batch (JobStore._count_batch_runs): :runs more runs
+-- in :queue that ended :outcome, one statement per batch where count_recorded_run would be
+-- one per job (DECISIONS.md §34).
 INSERT INTO attempt_counts (queue, outcome, shard, runs)
 VALUES (:queue, :outcome, 0, :runs)
 ON CONFLICT (queue, outcome, shard) DO UPDATE SET runs = runs + excluded.runs
@@ -579,7 +580,7 @@ ON CONFLICT (minute, queue, shard) DO UPDATE
 SET finished = finished + 1, failed = failed + excluded.failed
 
 -- name: count_finished_minutes
--- The same for a batch's held results (JobStore._count_held_runs): :finished more finished
+-- The same for the results of a batch (JobStore._count_batch_runs): :finished more finished
 -- runs in :queue in :minute, :failed of them failures.
 INSERT INTO run_minutes (minute, queue, shard, finished, failed)
 VALUES (:minute, :queue, 0, :finished, :failed)
@@ -727,7 +728,8 @@ DELETE FROM run_minutes
 -- name: recount_run_minutes
 -- Rebuilt from the history (status --recount).
 INSERT INTO run_minutes (minute, queue, shard, finished, failed)
-SELECT CAST(a.finished_at / 60 AS INTEGER), j.queue, 0, count(*), sum(CASE WHEN a.outcome = 'completed' THEN 0 ELSE 1 END)
+SELECT CAST(a.finished_at / 60 AS INTEGER), j.queue, 0, count(*),
+       sum(CASE WHEN a.outcome = 'completed' THEN 0 ELSE 1 END)
 FROM attempts a JOIN jobs j ON j.id = a.job_id
 WHERE a.outcome IN ('completed', 'failed', 'timeout', 'crashed')
 GROUP BY 1, 2
