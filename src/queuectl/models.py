@@ -37,6 +37,7 @@ def minute_of(moment: float) -> int:
     """The minute a moment falls in, as run_minutes counts them: floor(seconds / 60)."""
     return int(moment // 60)
 
+
 # Matched with fullmatch: `$` would also match before a final newline, letting "job1\n" in.
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}")
 _QUEUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
