@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from queuectl import sql
-from queuectl.models import NewJob
+from queuectl.models import NewJob, minute_of
 from queuectl.store import open_store
 from queuectl.store.jobstore import SCHEMA_VERSION
 
@@ -55,6 +57,27 @@ def test_every_way_of_recording_a_run_is_counted(store):
     assert sum(totals(store).values()) == 8  # 1 + 1 + 1 + 3 of the batch + 2 crashed
     assert not store.complete(first, T0 + 7)  # no longer its job: nothing recorded, none counted
     assert totals(store) == history(store)
+
+
+@pytest.mark.parametrize("in_batch", [False, True], ids=["alone", "batch-last"])
+def test_a_run_recorded_already_is_not_counted_again(store, in_batch):
+    """Counted only when its attempt row was inserted: a run whose row is there already (as
+    after an import) adds to neither count, on its own or as a batch's last result."""
+    store.enqueue([NewJob(id="j", command="true")], T0)
+    job = store.claim(A, T0, 15)
+    with store.db.transaction():
+        store.db.execute("import_attempt", {
+            "job_id": "j", "run": job.runs, "worker_id": A.id, "host": A.host,
+            "started_at": T0, "finished_at": T0 + 1, "outcome": "completed", "exit_code": 0,
+            "error": None, "output_bytes": 0})
+    if in_batch:
+        [recorded], _ = store.record_batch([lambda: store.complete(job, T0 + 1)], A, T0 + 1,
+                                           15, claim=0)
+        assert recorded
+    else:
+        assert store.complete(job, T0 + 1)
+    assert totals(store) == {}
+    assert store.finished_by_minute(minute_of(T0)) == {}
 
 
 def test_a_purge_of_old_history_leaves_the_counters_where_they_were(store):

@@ -25,11 +25,9 @@ POSTGRES_ONLY = frozenset({"journal_write", "journal_read", "journal_clear", "jo
                            "journal_forget_orphans", "claim_in_queues_many"})
 # Used only by a SQLite store (DECISIONS.md 32): insert_attempt, checking for itself that the
 # finish_job sent just before it changed the job's row (a held result's two statements run
-# together, after the Python that built them); and the run counters' statements that follow
-# an attempt's insert or a batch's (34), which PostgreSQL's statements that insert one do
-# themselves.
-SQLITE_ONLY = frozenset({"insert_attempt_after_finish", "count_recorded_run",
-                         "count_recorded_runs", "count_finished_minute",
+# together, after the Python that built them); and the statements that count recorded runs
+# (34, 37), which PostgreSQL's statements that insert an attempt do themselves.
+SQLITE_ONLY = frozenset({"insert_attempt_after_finish", "count_recorded_runs",
                          "count_finished_minutes"})
 
 _NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)

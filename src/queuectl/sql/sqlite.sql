@@ -254,8 +254,7 @@ CREATE INDEX jobs_finished ON jobs (finished_at)
 -- Runs ever recorded, per queue and outcome: the Prometheus counters queuectl_attempts_total
 -- and queuectl_failures_total, which /metrics counted from every row of the history at each
 -- scrape (0.8 s at a million runs, and growing with them; DECISIONS.md §34). The store adds
--- to them in the transaction that records the runs (count_recorded_run, and
--- count_recorded_runs for a batch); nothing subtracts: a purge of old history leaves the
+-- to them in the transaction that records the runs (count_recorded_runs); nothing subtracts: a purge of old history leaves the
 -- counters where they were, as a Prometheus counter must (a drop reads as a reset, and
 -- rate() then counts the whole new value as fresh runs). Same shape as
 -- PostgreSQL's, where `shard` spreads concurrent writers; always 0 here. WITHOUT ROWID: the
@@ -552,36 +551,18 @@ SELECT :job_id, :run, :worker_id, :host, :started_at, :finished_at, :outcome,
 WHERE changes() = 1
 ON CONFLICT (job_id, run) DO NOTHING
 
--- name: count_recorded_run
--- The run counters (migration 8): one more run in :queue that ended :outcome. Sent right
--- after insert_attempt, whose row count changes() is: 0 when no attempt was recorded (that
--- run was recorded already), and then nothing is counted either. A batch's held results are
--- counted together instead (count_recorded_runs). A trigger on attempts did the same at
--- twice the cost (DECISIONS.md §34).
-INSERT INTO attempt_counts (queue, outcome, shard, runs)
-SELECT :queue, :outcome, 0, 1 WHERE changes() = 1
-ON CONFLICT (queue, outcome, shard) DO UPDATE SET runs = runs + 1
-
 -- name: count_recorded_runs
--- The run counters for the results of a batch (JobStore._count_batch_runs): :runs more runs
--- in :queue that ended :outcome, one statement per batch where count_recorded_run would be
--- one per job (DECISIONS.md §34).
+-- The run counters (migration 8): :runs more runs in :queue that ended :outcome, sent by
+-- JobStore._count_batch_runs once per queue and outcome for the results of a batch (or the
+-- one result recorded outside a batch) whose attempt rows were inserted: no trigger, which
+-- did the same at twice the cost (DECISIONS.md §34).
 INSERT INTO attempt_counts (queue, outcome, shard, runs)
 VALUES (:queue, :outcome, 0, :runs)
 ON CONFLICT (queue, outcome, shard) DO UPDATE SET runs = runs + excluded.runs
 
--- name: count_finished_minute
--- The finished runs of a minute (migration 10): one more run in :queue, finished in :minute,
--- :failed (1 or 0) of them a failure. Sent right after count_recorded_run, for a run whose
--- outcome is a finished run's, and counts only when that counted (changes() = 1).
-INSERT INTO run_minutes (minute, queue, shard, finished, failed)
-SELECT :minute, :queue, 0, 1, :failed WHERE changes() = 1
-ON CONFLICT (minute, queue, shard) DO UPDATE
-SET finished = finished + 1, failed = failed + excluded.failed
-
 -- name: count_finished_minutes
--- The same for the results of a batch (JobStore._count_batch_runs): :finished more finished
--- runs in :queue in :minute, :failed of them failures.
+-- The finished runs of a minute (migration 10), the same way: :finished more finished runs
+-- in :queue in :minute, :failed of them failures.
 INSERT INTO run_minutes (minute, queue, shard, finished, failed)
 VALUES (:minute, :queue, 0, :finished, :failed)
 ON CONFLICT (minute, queue, shard) DO UPDATE

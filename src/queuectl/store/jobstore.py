@@ -101,9 +101,9 @@ class JobStore:
         # Inside record_batch: the output of every result it records, with its mark, to
         # rewind if the transaction fails after the result's own statements went through.
         self._batch_outputs: list[tuple[OutputCapture, Any]] | None = None
-        # Inside record_batch on SQLite: each result's (queue, outcome, minute, and the row
-        # count of the statement that inserted its attempt), counted in one statement per
-        # batch and kind once they have been sent (count_recorded_runs, count_finished_minutes).
+        # On SQLite, each recorded result's (queue, outcome, minute, and the row count of the
+        # statement that inserted its attempt), counted in one statement per batch and kind
+        # once they have been sent (_count_batch_runs); outside record_batch, at once.
         self._batch_runs: list[tuple[str, str, int, Sent]] = []
 
     def close(self) -> None:
@@ -426,10 +426,11 @@ class JobStore:
 
     def _count_batch_runs(self) -> None:
         """The run counters (migration 8) and finished runs per minute (migration 10) for the
-        results a SQLite batch recorded, one statement per queue and outcome (and per queue
-        and minute) instead of two per job. A held result's attempt row was inserted exactly
-        when its finish_job matched (insert_attempt_after_finish); they were all sent with
-        the batch's last result, whose own insert_attempt gives its row count."""
+        results a SQLite batch recorded (or the one result recorded outside a batch), one
+        statement per queue and outcome (and per queue and minute) instead of two per job.
+        Only runs whose attempt row was inserted count. A held result's was exactly when its
+        finish_job matched (insert_attempt_after_finish); they were all sent with the
+        batch's last result, whose own insert_attempt gives its row count."""
         recorded: Counter[tuple[str, str]] = Counter()
         finished: Counter[tuple[str, int]] = Counter()
         failed: Counter[tuple[str, int]] = Counter()
@@ -625,17 +626,12 @@ class JobStore:
             if self.db.execute("finish_job", finish) != 1:
                 return False
             inserted = self.db.execute("insert_attempt", attempt)
-            if "count_recorded_run" not in self.db.queries:  # PostgreSQL's insert_attempt counts
-                return True
-            if self._batch_outputs is not None:  # a batch's last result: counted with the rest
+            if "count_recorded_runs" in self.db.queries:  # PostgreSQL's insert_attempt counts
+                # SQLite: counted as a batch's results are (migrations 8, 10), with the rest
+                # of its batch when it is one's last result, else on its own, now.
                 self._batch_runs.append((job.queue, outcome, minute_of(now), Sent(inserted)))
-            else:
-                # SQLite: the run counters' statements follow the attempt's (migrations 8, 10).
-                self.db.execute("count_recorded_run", {"queue": job.queue, "outcome": outcome})
-                if outcome in FINISHED_OUTCOMES:
-                    self.db.execute("count_finished_minute", {
-                        "minute": minute_of(now), "queue": job.queue,
-                        "failed": int(outcome != COMPLETED)})
+                if self._batch_outputs is None:
+                    self._count_batch_runs()
         return True
 
     # -- recovery of jobs whose worker died ---------------------------------------------------
