@@ -29,3 +29,12 @@ def create_schema_version(store, version: int) -> None:
             if number <= version:
                 store.db.run_script(script)
         store.db.execute("set_schema_version", {"version": str(version)})
+
+
+def send_statements_of(store, version: int) -> None:
+    """Make `store` send the statements of the queuectl whose SCHEMA_VERSION was `version`,
+    where today's need a later migration: before 11, PostgreSQL's counted on the shard
+    `backend pid mod 16`, and queuectl_shard() did not exist."""
+    if store.db.dialect == "postgres" and version < 11:
+        store.db.queries = {name: query.replace("queuectl_shard()", "mod(pg_backend_pid(), 16)")
+                            for name, query in store.db.queries.items()}

@@ -90,7 +90,7 @@ def test_a_version_3_queue_is_upgraded_in_place_with_its_counts(db):
 
     store = open_store(db)
     try:
-        assert store.db.fetch_one("schema_version")["value"] == str(SCHEMA_VERSION) == "10"
+        assert store.db.fetch_one("schema_version")["value"] == str(SCHEMA_VERSION)
         assert [j.id for j in store.list()] == ["old-2", "old-1"]
         check(store)
         job = store.claim(A, T0, 15)

@@ -15,7 +15,7 @@ from queuectl.overview import render_status, status_data
 from queuectl.store import open_store
 from queuectl.store.jobstore import SCHEMA_VERSION, WorkerIdentity
 
-from .common import T0, A, B, create_schema_version
+from .common import T0, A, B, create_schema_version, send_statements_of
 
 M = 60 * (int(T0) // 60)  # a minute's start, so the times below cross minutes where intended
 
@@ -89,6 +89,7 @@ def test_a_queue_made_before_migration_10_counts_the_history_it_holds(db):
     create_schema_version(old, 9)
     old.close()
     store = open_store(db, migrate=False)
+    send_statements_of(store, 9)
     store.enqueue([NewJob(id=f"j{i}", command="true") for i in range(3)], T0)
     with store.db.transaction():
         for i, outcome in enumerate(["completed", "failed", "released"]):
@@ -99,7 +100,7 @@ def test_a_queue_made_before_migration_10_counts_the_history_it_holds(db):
     store.close()
     store = open_store(db)
     try:
-        assert store.db.fetch_one("schema_version")["value"] == str(SCHEMA_VERSION) == "10"
+        assert store.db.fetch_one("schema_version")["value"] == str(SCHEMA_VERSION)
         assert store.finished_by_minute(0) == {M // 60: (1, 0), M // 60 + 1: (1, 1)}
     finally:
         store.close()

@@ -119,6 +119,7 @@ CREATE INDEX attempts_finished ON attempts (finished_at);
 -- others. So each connection adds its changes to its own shard (backend pid mod 16) and a
 -- count is the sum over the shards. One shard's values mean nothing on their own (they go
 -- negative when a job counted in one shard finishes in another); only the sums do.
+-- (Migration 11 gives each connection a shard no other one writes: pids mod 16 collide.)
 CREATE TABLE job_counts (
     queue      TEXT NOT NULL,
     shard      INTEGER NOT NULL,
@@ -359,6 +360,121 @@ FROM attempts a JOIN jobs j ON j.id = a.job_id
 WHERE a.outcome IN ('completed', 'failed', 'timeout', 'crashed')
 GROUP BY 1, 2;
 
+-- name: migration_11
+-- Each connection writes its counts to a shard of its own (DECISIONS.md §38). Until now its
+-- shard was `backend pid mod 16`, so two connections whose pids share a remainder shared
+-- counter rows; their transactions queued behind each other's commits, and two that touched
+-- two queues' rows in opposite orders (a worker's batch of results from queues a and b, a
+-- cancel of jobs in b and a) deadlocked: PostgreSQL ended one after deadlock_timeout (1 s)
+-- and its worker retried. Now a connection's first counted change takes the lowest free
+-- shard from 16 up, as a session advisory lock that it holds until it disconnects, and
+-- remembers it in a session setting; no other connection can write that shard meanwhile.
+-- Shards 0 to 15 keep what was counted before, and what an older queuectl still running
+-- after the upgrade counts in its own statements; only sums ever mean anything.
+CREATE FUNCTION queuectl_shard() RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    shard integer := nullif(current_setting('queuectl.shard', true), '')::integer;
+BEGIN
+    IF shard IS NULL THEN
+        -- The setting is gone when the transaction that made it rolled back, but a session
+        -- advisory lock is not transactional: take up the shard this session holds already.
+        SELECT min(objid)::integer INTO shard FROM pg_locks
+        WHERE locktype = 'advisory' AND pid = pg_backend_pid()
+          AND classid = 1902343276 AND objsubid = 2;
+        IF shard IS NULL THEN
+            shard := 16;
+            WHILE NOT pg_try_advisory_lock(1902343276, shard) LOOP
+                shard := shard + 1;
+            END LOOP;
+        END IF;
+        PERFORM set_config('queuectl.shard', shard::text, false);
+    END IF;
+    RETURN shard;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION queuectl_count_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO job_counts AS c (queue, shard, pending, processing, completed, failed,
+                                  dead, cancelled)
+    SELECT queue, queuectl_shard(),
+        -count(*) FILTER (WHERE state = 'pending'),
+        -count(*) FILTER (WHERE state = 'processing'),
+        -count(*) FILTER (WHERE state = 'completed'),
+        -count(*) FILTER (WHERE state = 'failed'),
+        -count(*) FILTER (WHERE state = 'dead'),
+        -count(*) FILTER (WHERE state = 'cancelled')
+    FROM deleted GROUP BY queue ORDER BY queue
+    ON CONFLICT (queue, shard) DO UPDATE SET
+        pending = c.pending + excluded.pending,
+        processing = c.processing + excluded.processing,
+        completed = c.completed + excluded.completed,
+        failed = c.failed + excluded.failed,
+        dead = c.dead + excluded.dead,
+        cancelled = c.cancelled + excluded.cancelled;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION queuectl_count_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    own_shard integer := queuectl_shard();  -- a column is named shard
+BEGIN
+    IF OLD.queue = NEW.queue THEN
+        INSERT INTO job_counts AS c (queue, shard, pending, processing, completed, failed,
+                                  dead, cancelled)
+        VALUES (NEW.queue, own_shard,
+            (NEW.state = 'pending')::int - (OLD.state = 'pending')::int,
+            (NEW.state = 'processing')::int - (OLD.state = 'processing')::int,
+            (NEW.state = 'completed')::int - (OLD.state = 'completed')::int,
+            (NEW.state = 'failed')::int - (OLD.state = 'failed')::int,
+            (NEW.state = 'dead')::int - (OLD.state = 'dead')::int,
+            (NEW.state = 'cancelled')::int - (OLD.state = 'cancelled')::int)
+        ON CONFLICT (queue, shard) DO UPDATE SET
+            pending = c.pending + excluded.pending,
+            processing = c.processing + excluded.processing,
+            completed = c.completed + excluded.completed,
+            failed = c.failed + excluded.failed,
+            dead = c.dead + excluded.dead,
+            cancelled = c.cancelled + excluded.cancelled;
+    ELSE
+        INSERT INTO job_counts AS c (queue, shard, pending, processing, completed, failed,
+                                  dead, cancelled)
+        VALUES (OLD.queue, own_shard,
+            -(OLD.state = 'pending')::int,
+            -(OLD.state = 'processing')::int,
+            -(OLD.state = 'completed')::int,
+            -(OLD.state = 'failed')::int,
+            -(OLD.state = 'dead')::int,
+            -(OLD.state = 'cancelled')::int)
+        ON CONFLICT (queue, shard) DO UPDATE SET
+            pending = c.pending + excluded.pending,
+            processing = c.processing + excluded.processing,
+            completed = c.completed + excluded.completed,
+            failed = c.failed + excluded.failed,
+            dead = c.dead + excluded.dead,
+            cancelled = c.cancelled + excluded.cancelled;
+        INSERT INTO job_counts AS c (queue, shard, pending, processing, completed, failed,
+                                  dead, cancelled)
+        VALUES (NEW.queue, own_shard,
+            (NEW.state = 'pending')::int,
+            (NEW.state = 'processing')::int,
+            (NEW.state = 'completed')::int,
+            (NEW.state = 'failed')::int,
+            (NEW.state = 'dead')::int,
+            (NEW.state = 'cancelled')::int)
+        ON CONFLICT (queue, shard) DO UPDATE SET
+            pending = c.pending + excluded.pending,
+            processing = c.processing + excluded.processing,
+            completed = c.completed + excluded.completed,
+            failed = c.failed + excluded.failed,
+            dead = c.dead + excluded.dead,
+            cancelled = c.cancelled + excluded.cancelled;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
 -- name: schema_table_exists
 SELECT 1 FROM information_schema.tables
 WHERE table_schema = current_schema() AND table_name = 'queuectl_meta'
@@ -429,7 +545,7 @@ FROM jobs GROUP BY queue
 -- own counter row, like the triggers, so concurrent writers rarely wait for each other.
 INSERT INTO job_counts AS c (queue, shard, pending, processing, completed, failed, dead,
                              cancelled)
-VALUES (%(queue)s, mod(pg_backend_pid(), 16), %(pending)s, %(processing)s, %(completed)s,
+VALUES (%(queue)s, queuectl_shard(), %(pending)s, %(processing)s, %(completed)s,
         %(failed)s, %(dead)s, %(cancelled)s)
 ON CONFLICT (queue, shard) DO UPDATE SET
     pending = c.pending + excluded.pending,
@@ -648,13 +764,13 @@ WITH changed AS (
 ), counted AS (
     -- The run counters (migration 8), in this connection's shard as job_counts (migration 4).
     INSERT INTO attempt_counts AS c (queue, outcome, shard, runs)
-    SELECT changed.queue, attempt.outcome, mod(pg_backend_pid(), 16), 1 FROM changed, attempt
+    SELECT changed.queue, attempt.outcome, queuectl_shard(), 1 FROM changed, attempt
     ON CONFLICT (queue, outcome, shard) DO UPDATE SET runs = c.runs + 1
 ), minute_counted AS (
     -- The finished runs of its minute (migration 10), when it is one.
     INSERT INTO run_minutes AS m (minute, queue, shard, finished, failed)
     SELECT floor(%(now)s::double precision / 60)::bigint, changed.queue,
-           mod(pg_backend_pid(), 16), 1, CASE WHEN attempt.outcome = 'completed' THEN 0 ELSE 1 END
+           queuectl_shard(), 1, CASE WHEN attempt.outcome = 'completed' THEN 0 ELSE 1 END
     FROM changed, attempt
     WHERE attempt.outcome IN ('completed', 'failed', 'timeout', 'crashed')
     ON CONFLICT (minute, queue, shard) DO UPDATE
@@ -692,7 +808,7 @@ WITH attempt AS (
 ), minute_counted AS (
     -- The finished runs of its minute (migration 10); see finish_job_with_attempt.
     INSERT INTO run_minutes AS m (minute, queue, shard, finished, failed)
-    SELECT floor(attempt.finished_at / 60)::bigint, j.queue, mod(pg_backend_pid(), 16), 1,
+    SELECT floor(attempt.finished_at / 60)::bigint, j.queue, queuectl_shard(), 1,
            CASE WHEN attempt.outcome = 'completed' THEN 0 ELSE 1 END
     FROM attempt JOIN jobs j ON j.id = attempt.job_id
     WHERE attempt.outcome IN ('completed', 'failed', 'timeout', 'crashed')
@@ -701,7 +817,7 @@ WITH attempt AS (
 )
 -- The run counters (migration 8); see finish_job_with_attempt.
 INSERT INTO attempt_counts AS c (queue, outcome, shard, runs)
-SELECT j.queue, attempt.outcome, mod(pg_backend_pid(), 16), 1
+SELECT j.queue, attempt.outcome, queuectl_shard(), 1
 FROM attempt JOIN jobs j ON j.id = attempt.job_id
 ON CONFLICT (queue, outcome, shard) DO UPDATE SET runs = c.runs + 1
 

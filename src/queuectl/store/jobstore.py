@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from queuectl.journal import JournalEntry
     from queuectl.store.connector import Connector
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 # workers.stop_requested: why a live worker takes no job. Paused came later and shares the
 # column rather than add one: a new column is a migration, and every older queuectl on the
 # queue would refuse it until upgraded; an older one shows a paused worker as stopping.
