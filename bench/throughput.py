@@ -3,14 +3,19 @@
 Both run the same `sh -c true` N at a time: queuectl's jobs are enqueued beforehand (bulk
 `enqueue --file`, not timed), xargs reads as many lines. The clock covers starting the
 supervisor and its workers, like starting xargs. Peers drain the same jobs in the same rounds.
+So does queuectl with 2 workers on the local PostgreSQL server (no target: the issue sets
+none), with the CPU the rest of the machine spent meanwhile, mostly that server's, which here
+shares the two cores with the workers and their commands.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from common import (
     Bench,
+    Postgres,
     Row,
     fmt_s,
     interleaved,
@@ -35,6 +40,37 @@ def queuectl_drain(bench: Bench, jobs_file: str, jobs: int, count: int, db: str)
     done = sqlite_counts(db).get("completed", 0)
     if done != jobs:
         raise RuntimeError(f"queuectl completed {done} of {jobs} jobs")
+    return elapsed
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine has spent busy since boot (/proc/stat)."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = f.readline().split()[1:9]
+    ticks = sum(int(v) for v in (user, nice, system, irq, softirq, steal))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def queuectl_pg_drain(bench: Bench, pg: Postgres, jobs_file: str, jobs: int, count: int,
+                      elsewhere: list[float]) -> float:
+    """As queuectl_drain, on a new database of the local server; appends to `elsewhere` the
+    CPU seconds the machine spent outside the timed process tree meanwhile."""
+    import psycopg
+
+    url = pg.create()
+    try:
+        bench.cli(url, "enqueue", "--file", jobs_file)
+        busy = machine_busy_seconds()
+        elapsed = bench.timed(bench.cli_argv(url, "worker", "start", "--count", str(count),
+                                             "--burst", "--quiet"))
+        elsewhere.append(machine_busy_seconds() - busy - bench.last_usage[0])
+        with psycopg.connect(url) as conn:
+            done = conn.execute("SELECT count(*) FROM jobs WHERE state = 'completed'"
+                                ).fetchone()[0]
+    finally:
+        pg.drop(url)
+    if done != jobs:
+        raise RuntimeError(f"queuectl on PostgreSQL completed {done} of {jobs} jobs")
     return elapsed
 
 
@@ -99,6 +135,12 @@ def run(bench: Bench) -> list[Row]:
     tsp_jobs = min(jobs, TSP_MAX_QUEUED)
     if not tsp_missing:
         groups.append([("tsp-2", lambda: tsp_drain(bench, tsp_jobs, 2))])
+    pg = Postgres(bench)
+    pg_missing = pg.unusable()
+    pg_elsewhere: list[float] = []
+    if not pg_missing:
+        groups.append([("queuectl-pg-2", noting_usage("queuectl-pg-2", lambda: queuectl_pg_drain(
+            bench, pg, jobs_file, jobs, 2, pg_elsewhere)))])
 
     bench.log(f"figure 1: {jobs} jobs per run, {bench.sizes.rounds} rounds")
     times = interleaved(bench.sizes.rounds, groups, bench)
@@ -132,6 +174,24 @@ def run(bench: Bench) -> list[Row]:
             f"{median([u[1] for u in usage[name]]) / jobs:.0f} faults"
             for count in COUNTS for name in (f"queuectl-{count}", f"xargs-{count}")))
     x2 = med["xargs-2"]
+    pg_label = (f"`worker start --count 2 --burst` on the local PostgreSQL server, {jobs} "
+                "`true` jobs")
+    if pg_missing:
+        rows.append(Row("1 throughput (PostgreSQL)", pg_label, pg_missing))
+    else:
+        q_pg = med["queuectl-pg-2"]
+        rows.append(Row(
+            "1 throughput (PostgreSQL)", pg_label,
+            f"{jobs / q_pg:,.0f} jobs/s ({fmt_s(q_pg)}); ratio "
+            f"**{ratio_median(times['xargs-2'], times['queuectl-pg-2']):.2f}**",
+            f"xargs -P2: {jobs / x2:,.0f} jobs/s ({fmt_s(x2)})"))
+        bench.notes.append(
+            "figure 1 on PostgreSQL, CPU per job, medians: the process tree "
+            f"{median([u[0] for u in usage['queuectl-pg-2']]) / jobs * 1e3:.2f} ms; the rest "
+            f"of the machine meanwhile, mostly the server {median(pg_elsewhere) / jobs * 1e3:.2f}"
+            " ms. Here the server shares the 2 cores with the workers and their commands; a "
+            "server on another machine leaves them the cores, and adds a network round trip "
+            "per job (figure 2's hop row).")
     tsp_label = "task-spooler `tsp -S 2`, `tsp -n sh -c true`"
     if tsp_jobs < jobs:
         tsp_label += (f" ({tsp_jobs} jobs: each queued tsp job is a waiting process with a "
