@@ -1,12 +1,14 @@
 """Figure 3: wall time of one CLI call (each call is a new process) against the same
-interpreter importing what any such tool needs: `python -c "import sqlite3, json"`.
+interpreter importing what any such tool needs: `python -c "import sqlite3, json"`. On the
+local PostgreSQL server too (no target), against importing the driver: `python -c "import
+psycopg"`.
 
 The queue holds a few hundred jobs in mixed states, as a queue in use does.
 """
 
 from __future__ import annotations
 
-from common import Bench, Row, fmt_ms, median, write_jobs
+from common import Bench, Postgres, Row, fmt_ms, median, write_jobs
 
 TARGET_RATIO = 1.5
 
@@ -28,6 +30,26 @@ def run(bench: Bench) -> list[Row]:
         "status": bench.cli_argv(db, "status"),
         "list": bench.cli_argv(db, "list", "--limit", "50"),
     }
+    pg = Postgres(bench)
+    pg_missing = pg.unusable()
+    pg_url = None
+    if not pg_missing:
+        pg_url = pg.create()
+        _prepare(bench, pg_url, folder)
+        commands |= {
+            "pg-baseline": [bench.python, "-c", "import psycopg"],
+            "pg-enqueue": bench.cli_argv(pg_url, "enqueue", '{"command": "true"}'),
+            "pg-status": bench.cli_argv(pg_url, "status"),
+        }
+    try:
+        return _timed_rows(bench, commands, pg_missing)
+    finally:
+        if pg_url is not None:
+            pg.drop(pg_url)
+
+
+def _timed_rows(bench: Bench, commands: dict[str, list[str]], pg_missing: str | None,
+                ) -> list[Row]:
     names = list(commands)
     for name in names:  # warm the page cache and the bytecode of each path once
         bench.timed(commands[name])
@@ -53,4 +75,16 @@ def run(bench: Bench) -> list[Row]:
             f"ratio <= {target}" if target else "",
             ratio <= target if target else None,
         ))
+    if pg_missing:
+        rows.append(Row("3 CLI call (PostgreSQL)", "`enqueue` and `status`", pg_missing))
+        return rows
+    pg_base = med["pg-baseline"]
+    for name, label in (("pg-enqueue", "`enqueue '{\"command\": \"true\"}'` wall time, local "
+                         "PostgreSQL server"),
+                        ("pg-status", "`status` wall time, local PostgreSQL server")):
+        rows.append(Row(
+            "3 CLI call (PostgreSQL)", label,
+            f"{fmt_ms(med[name])}; ratio **{med[name] / pg_base:.2f}**",
+            f"`python -c \"import psycopg\"`: {fmt_ms(pg_base)} (`import sqlite3, json`: "
+            f"{fmt_ms(base)})"))
     return rows
