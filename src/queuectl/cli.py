@@ -135,7 +135,8 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("job", nargs="?", metavar="JSON",
                    help="a job as a JSON object (or array); '-' reads standard input")
     p.add_argument("--file", "-f", metavar="FILE",
-                   help="read jobs from FILE: a JSON object, a JSON array or JSON Lines")
+                   help="read jobs from FILE ('-': standard input): a JSON object, a JSON array "
+                        "or JSON Lines")
     p.add_argument("--max-retries", type=int, metavar="N", help="retries after the first run")
     p.add_argument("--priority", type=int, metavar="N", help="higher runs first (default 0)")
     p.add_argument("--queue", metavar="NAME", help="queue name (default 'default')")
@@ -431,13 +432,13 @@ def open_queue(args, create: bool = False):
 def _read_jobs(args) -> list[Any]:
     if args.file and args.job:
         raise InputError("give jobs either as an argument or with --file, not both")
-    if args.file:
+    if args.file and args.file != "-":  # `--file -` is standard input, as the argument '-'
         try:
             with open(args.file, "rb") as f:
                 text = _utf8_text(f.read(), args.file)
         except OSError as exc:
             raise InputError(f"cannot read {args.file}: {exc.strerror}") from None
-    elif args.job == "-":  # only when asked: never block on a stdin nobody writes to
+    elif "-" in (args.job, args.file):  # only when asked: never block on a stdin nobody writes to
         if sys.stdin is None:  # started with it closed (`<&-`)
             raise InputError("'-' reads jobs from standard input, which is closed")
         try:

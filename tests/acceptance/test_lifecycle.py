@@ -67,11 +67,15 @@ def test_enqueue_from_argument_stdin_and_files_prints_the_new_ids(qc, tmp_path):
     array_ids = qc.ok("enqueue", "--file", str(tmp_path / "array.json")).stdout.split()
     assert len(array_ids) == 2 and array_ids[0] == "a1"
     assert qc.ok("enqueue", "--file", "lines.jsonl").stdout.split() == ["l1", "l2"]
+    piped = qc.ok("enqueue", "--file", "-", input='{"id": "p1", "command": "true"}\n'
+                  '{"id": "p2", "command": "true"}\n')
+    assert piped.stdout.split() == ["p1", "p2"]
     flagged = qc.ok("enqueue", "--max-retries", "7", '{"id": "m7", "command": "true"}')
     assert flagged.stdout == "m7\n"
 
     jobs = {j["id"]: j for j in qc.jobs()}
-    assert set(jobs) == {generated[0], "s1", "f1", "a1", array_ids[1], "l1", "l2", "m7"}
+    assert set(jobs) == {generated[0], "s1", "f1", "a1", array_ids[1], "l1", "l2", "p1", "p2",
+                         "m7"}
     assert all(j["state"] == "pending" and j["attempts"] == 0 for j in jobs.values())
     assert jobs[generated[0]]["max_retries"] == 5  # the queue's max-retries
     assert jobs["s1"]["max_retries"] == 1
