@@ -541,8 +541,9 @@ SELECT queue, 0,
 FROM jobs GROUP BY queue
 
 -- name: count_inserted
--- Jobs the store just inserted into one queue, by state (see migration_5); on this backend's
--- own counter row, like the triggers, so concurrent writers rarely wait for each other.
+-- Jobs the store just inserted into one queue, by state (see migration_5); on this
+-- connection's own counter row, like the triggers, so writers never wait for each other
+-- (migration 11).
 INSERT INTO job_counts AS c (queue, shard, pending, processing, completed, failed, dead,
                              cancelled)
 VALUES (%(queue)s, queuectl_shard(), %(pending)s, %(processing)s, %(completed)s,
@@ -762,7 +763,7 @@ WITH changed AS (
     ON CONFLICT (job_id, run) DO NOTHING
     RETURNING outcome
 ), counted AS (
-    -- The run counters (migration 8), in this connection's shard as job_counts (migration 4).
+    -- The run counters (migration 8), in this connection's own shard (migration 11).
     INSERT INTO attempt_counts AS c (queue, outcome, shard, runs)
     SELECT changed.queue, attempt.outcome, queuectl_shard(), 1 FROM changed, attempt
     ON CONFLICT (queue, outcome, shard) DO UPDATE SET runs = c.runs + 1
