@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from queuectl import sql
-from queuectl.store import WorkerIdentity
+from queuectl.store import WorkerIdentity, open_store
 
 # The store takes `now` as an argument; tests pass times around this one (2033).
 T0 = 2_000_000_000.0
@@ -29,6 +29,18 @@ def create_schema_version(store, version: int) -> None:
             if number <= version:
                 store.db.run_script(script)
         store.db.execute("set_schema_version", {"version": str(version)})
+
+
+def open_store_of_version(db: str, version: int):
+    """A store on a new queue with the schema, and sending the statements, of the queuectl
+    whose SCHEMA_VERSION was `version`: what that queuectl wrote, for a test of the upgrade
+    from it (close it, then open the queue as today's queuectl does)."""
+    made = open_store(db, migrate=False)
+    create_schema_version(made, version)
+    made.close()
+    store = open_store(db, migrate=False)
+    send_statements_of(store, version)
+    return store
 
 
 def send_statements_of(store, version: int) -> None:

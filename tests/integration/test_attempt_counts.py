@@ -15,7 +15,7 @@ from queuectl.models import NewJob, minute_of
 from queuectl.store import open_store
 from queuectl.store.jobstore import SCHEMA_VERSION
 
-from .common import T0, A, B, create_schema_version, send_statements_of
+from .common import T0, A, B, open_store_of_version
 
 
 def history(store) -> dict[tuple[str, str], int]:
@@ -95,12 +95,8 @@ def test_a_purge_of_old_history_leaves_the_counters_where_they_were(store):
 
 
 def test_a_version_7_queue_starts_its_counters_from_its_history(db):
-    old = open_store(db, migrate=False)
-    create_schema_version(old, 7)
-    old.close()
     # History the old version recorded: plain rows in attempts, no counters.
-    store = open_store(db, migrate=False)
-    send_statements_of(store, 7)
+    store = open_store_of_version(db, 7)
     store.enqueue([NewJob(id=f"j{i}", command="true", queue="q" if i else "default",
                           run_at=T0 + 10**6)  # not due: the claim below takes the new job
                    for i in range(3)], T0)

@@ -11,7 +11,7 @@ import pytest
 from queuectl.models import NewJob
 from queuectl.store import open_store
 
-from .common import T0, A, create_schema_version, send_statements_of
+from .common import T0, A, open_store_of_version
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -132,11 +132,7 @@ def test_a_first_change_rolled_back_keeps_its_shard_for_the_next(pg_database):
 
 
 def test_a_queue_made_before_migration_11_keeps_its_counts_and_counts_on(pg_database):
-    old = open_store(pg_database, migrate=False)
-    create_schema_version(old, 10)
-    old.close()
-    old = open_store(pg_database, migrate=False)
-    send_statements_of(old, 10)
+    old = open_store_of_version(pg_database, 10)
     old.enqueue([NewJob(id=f"j{i}", command="true") for i in range(3)], T0)
     claimed = old.claim(A, T0 + 1, 600)
     old.close()

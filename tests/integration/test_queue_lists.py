@@ -11,7 +11,7 @@ from queuectl.models import NewJob
 from queuectl.store import open_store
 from queuectl.store.jobstore import SCHEMA_VERSION, WorkerIdentity
 
-from .common import T0, A, create_schema_version, send_statements_of
+from .common import T0, A, open_store_of_version
 
 STATES = [None, "pending", "processing", "completed", "failed", "dead", "cancelled"]
 
@@ -114,11 +114,7 @@ def test_a_rare_queue_s_jobs_are_sought_on_its_index_on_postgres(pg_database, an
 
 
 def test_a_version_8_queue_gets_the_index_and_keeps_its_jobs(db):
-    old = open_store(db, migrate=False)
-    create_schema_version(old, 8)
-    old.close()
-    store = open_store(db, migrate=False)
-    send_statements_of(store, 8)
+    store = open_store_of_version(db, 8)
     store.enqueue([NewJob(id=f"j{i}", command="true", queue="q" if i % 2 else "default")
                    for i in range(6)], T0)
     store.close()

@@ -15,7 +15,7 @@ from queuectl.overview import render_status, status_data
 from queuectl.store import open_store
 from queuectl.store.jobstore import SCHEMA_VERSION, WorkerIdentity
 
-from .common import T0, A, B, create_schema_version, send_statements_of
+from .common import T0, A, B, open_store_of_version
 
 M = 60 * (int(T0) // 60)  # a minute's start, so the times below cross minutes where intended
 
@@ -85,11 +85,7 @@ def test_a_window_counts_the_runs_finished_in_it_at_any_edge(store, now):
 
 
 def test_a_queue_made_before_migration_10_counts_the_history_it_holds(db):
-    old = open_store(db, migrate=False)
-    create_schema_version(old, 9)
-    old.close()
-    store = open_store(db, migrate=False)
-    send_statements_of(store, 9)
+    store = open_store_of_version(db, 9)
     store.enqueue([NewJob(id=f"j{i}", command="true") for i in range(3)], T0)
     with store.db.transaction():
         for i, outcome in enumerate(["completed", "failed", "released"]):
