@@ -25,7 +25,10 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH_DIR)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # What a console script does; -c spares reading a script file, as a console script's is tiny.
-CLI_CODE = "import sys; from queuectl.cli import main; sys.exit(main())"
+# As the `queuectl` command runs (cli.run, which skips the interpreter's teardown); an older
+# tree under --src has only main().
+CLI_CODE = ("import sys, queuectl.cli as cli; "
+            "cli.run() if hasattr(cli, 'run') else sys.exit(cli.main())")
 
 
 @dataclass

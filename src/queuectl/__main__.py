@@ -1,5 +1,3 @@
-import sys
+from queuectl.cli import run
 
-from queuectl.cli import main
-
-sys.exit(main())
+run()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -70,3 +72,31 @@ def test_smoke_test_passes(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "smoke test passed" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.timeout(60)
+def test_output_larger_than_a_pipe_arrives_whole_and_a_reader_may_leave_early(qc):
+    """The command leaves without the interpreter's teardown (cli.run): what it printed must
+    still all arrive, a few bytes left in a buffer as much as a burst far above a pipe's
+    capacity, and a reader that stops early (`| head -1`) is no error. Run with Python's own
+    buffering, as a user's shell runs it (this test runner may have PYTHONUNBUFFERED set)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+
+    def run(*args: str, input: str = "") -> subprocess.CompletedProcess:
+        done = subprocess.run(qc.cli.command(*args), input=input, capture_output=True,
+                              text=True, timeout=30, cwd=qc.cli.cwd, env=env)
+        assert done.returncode == 0 and done.stderr == "", done.stderr
+        return done
+
+    assert run("enqueue", '{"id": "small", "command": "true"}').stdout == "small\n"
+    run("enqueue", "-", input="".join(f'{{"id": "job-{i:04}", "command": "echo {"x" * 40}"}}\n'
+                                      for i in range(2000)))
+    listed = json.loads(run("list", "--limit", "2001", "--json").stdout)  # about 0.5 MB
+    assert len(listed) == 2001 and {job["id"] for job in listed} == {
+        f"job-{i:04}" for i in range(2000)} | {"small"}
+    pipeline = subprocess.run(
+        ["bash", "-c", '"$@" | head -1; echo "exit ${PIPESTATUS[0]}" >&2', "-",
+         *qc.cli.command("list", "--limit", "2001")],
+        capture_output=True, text=True, timeout=30, cwd=qc.cli.cwd, env=env)
+    assert pipeline.stdout.startswith("ID ") and pipeline.stdout.count("\n") == 1
+    assert pipeline.stderr == "exit 0\n"
