@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from conditions import wait_until
 from queuectl.models import NewJob
 from queuectl.store import open_store
 
@@ -33,6 +34,18 @@ def held_shards(conn) -> list[int]:
                         "AND classid = 1902343276 AND objsubid = 2 ORDER BY objid",
                         (conn.info.backend_pid,)).fetchall()
     return [int(objid) for objid, in rows]
+
+
+def shards_released(url: str) -> None:
+    """Wait until no connection holds a shard: a backend lets its locks go when it has ended,
+    a moment after its client closed the connection."""
+    def none_held() -> bool:
+        with psycopg.connect(url) as conn:
+            return not conn.execute(
+                "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = 1902343276 "
+                "AND objsubid = 2 AND database = (SELECT oid FROM pg_database "
+                "WHERE datname = current_database())").fetchone()
+    wait_until(none_held, timeout=10, what="the closed connections' shards to be released")
 
 
 def cancelled_by_queue(url: str) -> dict[str, int]:
@@ -89,6 +102,7 @@ def test_two_connections_changing_two_queues_in_opposite_orders_do_not_deadlock(
 
 def test_a_connection_takes_the_lowest_free_shard_and_frees_it_when_it_leaves(pg_database):
     enqueue(pg_database, ["a1", "a2", "a3", "a4"])
+    shards_released(pg_database)
     with psycopg.connect(pg_database) as one, psycopg.connect(pg_database) as two:
         one.execute("SELECT count(*) FROM job_counts")
         assert shard_of(one) is None  # a reader takes no shard
@@ -101,6 +115,7 @@ def test_a_connection_takes_the_lowest_free_shard_and_frees_it_when_it_leaves(pg
                                    "AND cancelled <> 0").fetchall())
         assert counted == {shard_of(one): 1, shard_of(two): 1}
         left = shard_of(one)
+    shards_released(pg_database)
     with psycopg.connect(pg_database) as three, psycopg.connect(pg_database) as four:
         cancel(three, "a3")  # both have left: the shards are free again
         cancel(four, "a4")
