@@ -124,5 +124,8 @@ def series(by_minute: dict[int, tuple[int, int]], now: float, minutes: int = 30)
     the dashboard's throughput chart, from the counts kept per minute
     (JobStore.finished_by_minute(chart_start(...))). A minute is [start, start + 60)."""
     first = chart_start(now, minutes)
-    return [{"t": (first + i) * 60, "runs": by_minute.get(first + i, (0, 0))[0],
-             "failed": by_minute.get(first + i, (0, 0))[1]} for i in range(minutes)]
+    chart = []
+    for minute in range(first, first + minutes):
+        runs, failed = by_minute.get(minute, (0, 0))
+        chart.append({"t": minute * 60, "runs": runs, "failed": failed})
+    return chart
