@@ -254,12 +254,12 @@ CREATE INDEX jobs_finished ON jobs (finished_at)
 -- Runs ever recorded, per queue and outcome: the Prometheus counters queuectl_attempts_total
 -- and queuectl_failures_total, which /metrics counted from every row of the history at each
 -- scrape (0.8 s at a million runs, and growing with them; DECISIONS.md §34). The store adds
--- to them in the transaction that records the runs (count_recorded_runs); nothing subtracts: a purge of old history leaves the
--- counters where they were, as a Prometheus counter must (a drop reads as a reset, and
--- rate() then counts the whole new value as fresh runs). Same shape as
--- PostgreSQL's, where `shard` spreads concurrent writers; always 0 here. WITHOUT ROWID: the
--- table is its primary key, so a transaction that counts a run writes one more page to the
--- WAL, not two (the rows and a separate index of them).
+-- to them in the transaction that records the runs (count_recorded_runs); nothing
+-- subtracts: a purge of old history leaves the counters where they were, as a Prometheus
+-- counter must (a drop reads as a reset, and rate() then counts the whole new value as fresh
+-- runs). Same shape as PostgreSQL's, where `shard` spreads concurrent writers; always 0
+-- here. WITHOUT ROWID: the table is its primary key, so a transaction that counts a run
+-- writes one more page to the WAL, not two (the rows and a separate index of them).
 CREATE TABLE attempt_counts (
     queue   TEXT NOT NULL,
     outcome TEXT NOT NULL,
