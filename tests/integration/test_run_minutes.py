@@ -84,6 +84,26 @@ def test_a_window_counts_the_runs_finished_in_it_at_any_edge(store, now):
     assert found == {w: finished_since(store, now - w) for w in windows}
 
 
+def test_a_window_reads_at_most_half_a_minute_of_history(store, monkeypatch):
+    """Of a window's first minute, only the shorter side of its edge is counted from the
+    history (the rest comes from the kept count), so a busy minute costs half the read."""
+    record_every_way(store)
+    spans: list[float] = []
+    count = store._finished_between
+
+    def spy(since, until):
+        spans.append(until - since)
+        return count(since, until)
+
+    monkeypatch.setattr(store, "_finished_between", spy)
+    for offset in (0, 10, 29.9, 30, 30.1, 45, 59.9):
+        now = M + 180 + offset
+        windows = [60, 61, 90, 119.5]
+        assert store.finished_in_windows(now, windows) == {
+            w: finished_since(store, now - w) for w in windows}
+    assert spans and max(spans) <= 30, spans
+
+
 def test_a_queue_made_before_migration_10_counts_the_history_it_holds(db):
     store = open_store_of_version(db, 9)
     store.enqueue([NewJob(id=f"j{i}", command="true") for i in range(3)], T0)

@@ -885,26 +885,42 @@ class JobStore:
     def finished_in_windows(self, now: float, windows: Iterable[float],
                             ) -> dict[float, tuple[int, int]]:
         """{window: (finished runs, failed runs)} with finished_at at or after now - window,
-        for each window in seconds: exact, and bounded however many runs finished. The whole
-        minutes a window holds come from the kept counts; the part of its first minute that
-        it holds is counted from the history (at most a minute of runs). Runs stamped later
-        than `now` (another host's clock ahead of ours) count as finished now."""
+        for each window in seconds, bounded however many runs finished. The whole minutes a
+        window holds come from the kept counts. Of its first minute, the shorter side of
+        the window's edge is counted from the history: the part the window holds, or, when
+        that is more than half the minute, the part before the edge, taken from the minute's
+        kept count (at most half a minute of runs read, a quarter on average; DECISIONS.md
+        §37). Runs stamped later than `now` (another host's clock ahead of ours) count as
+        finished now."""
         windows = builtins.list(windows)
-        minutes = self.finished_by_minute(minute_of(now - max(windows)) + 1)
+        minutes = self.finished_by_minute(minute_of(now - max(windows)))
         found = {}
         for window in windows:
             since = now - window
-            first_whole = minute_of(since) + 1
-            edge = self.db.fetch_one("finished_between",
-                                     {"since": since, "until": first_whole * 60}) or {}
-            finished = int(edge.get("finished") or 0)
-            failed = int(edge.get("failed") or 0)
+            edge = minute_of(since)
+            finished = failed = 0
             for minute, (runs, failures) in minutes.items():
-                if minute >= first_whole:
+                if minute > edge:
                     finished += runs
                     failed += failures
+            whole_edge = minutes.get(edge)
+            if whole_edge is not None and since - edge * 60 < 30:
+                before = self._finished_between(edge * 60, since)
+                # Clamped: a run kept in the history but never counted (a worker of an older
+                # queuectl, §37) must not make the count negative.
+                finished += max(0, whole_edge[0] - before[0])
+                failed += max(0, whole_edge[1] - before[1])
+            else:
+                inside = self._finished_between(since, (edge + 1) * 60)
+                finished += inside[0]
+                failed += inside[1]
             found[window] = (finished, failed)
         return found
+
+    def _finished_between(self, since: float, until: float) -> tuple[int, int]:
+        """(finished runs, failed runs) in the history with since <= finished_at < until."""
+        row = self.db.fetch_one("finished_between", {"since": since, "until": until}) or {}
+        return int(row.get("finished") or 0), int(row.get("failed") or 0)
 
     def attempt_totals(self) -> builtins.list[dict]:
         return self.db.fetch_all("attempt_totals")
