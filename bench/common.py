@@ -64,7 +64,7 @@ class Sizes:
 FULL = Sizes(rounds=5, throughput_jobs=2000, overhead_jobs=10_000, cli_samples=40,
              bulk_jobs=100_000, bulk_rounds=5, pickup_samples=36,
              pickup_gaps=(0.1, 0.5, 1.0, 2.0, 3.0), idle_cpu_seconds=10.0,
-             scale_rows=1_000_000, scale_rounds=3, scale_cli_samples=15, memory_jobs=100_000)
+             scale_rows=1_000_000, scale_rounds=5, scale_cli_samples=15, memory_jobs=100_000)
 QUICK = Sizes(rounds=2, throughput_jobs=500, overhead_jobs=2000, cli_samples=12,
               bulk_jobs=100_000, bulk_rounds=1, pickup_samples=12,
               pickup_gaps=(0.05, 0.2, 0.5, 1.0), idle_cpu_seconds=4.0,
