@@ -1,4 +1,4 @@
-"""Peer queues for figure 1: Huey (SqliteHuey, process workers) and task-spooler.
+"""Peer queues for figure 1: Huey (SqliteHuey, process workers), task-spooler and RQ.
 
 Each peer drains the same number of pre-enqueued `sh -c true` jobs as queuectl; the clock runs
 from starting its consumer (or opening its slots) until the last job has finished, like
@@ -75,6 +75,81 @@ def _size(path: str) -> int:
         return os.path.getsize(path)
     except FileNotFoundError:
         return 0
+
+
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+# RQ's default worker forks a work horse for every job: 500 jobs already take seconds a round.
+RQ_MAX_JOBS = 500
+RQ_APP = '''\
+import subprocess
+
+
+def run_true():
+    subprocess.run(["sh", "-c", "true"], check=True)
+'''
+RQ_ENQUEUE = '''\
+import sys
+from redis import Redis
+from rq import Queue
+import bench_rq_app as app
+url, name, jobs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+conn = Redis.from_url(url)
+queue = Queue(name, connection=conn)
+with conn.pipeline() as pipe:
+    queue.enqueue_many([Queue.prepare_data(app.run_true, result_ttl=0) for _ in range(jobs)],
+                       pipeline=pipe)
+    pipe.execute()
+'''
+RQ_CHECK_AND_DELETE = '''\
+import sys
+from redis import Redis
+from rq import Queue
+queue = Queue(sys.argv[2], connection=Redis.from_url(sys.argv[1]))
+left = len(queue) + queue.failed_job_registry.count + queue.started_job_registry.count
+queue.delete(delete_jobs=True)
+print(left)
+'''
+
+
+def rq_unavailable(bench: Bench) -> str | None:
+    done = subprocess.run([bench.python, "-c", "import rq, redis, sys; "
+                           "redis.Redis.from_url(sys.argv[1], socket_timeout=3).ping()",
+                           REDIS_URL], env=bench.env(), capture_output=True, text=True)
+    if done.returncode == 0:
+        return None
+    if "ModuleNotFoundError" in done.stderr:
+        return "not installed (pip install rq)"
+    return f"n/a (no Redis server at {REDIS_URL}; BENCH_REDIS_URL names another)"
+
+
+def rq_drain(bench: Bench, jobs: int, workers: int) -> float:
+    """`rq worker --burst` processes, RQ's default worker class (a forked work horse per
+    job), on a queue of their own in the machine's Redis, deleted afterwards; the clock runs
+    from starting the workers until the last has exited."""
+    folder = bench.fresh_dir("rq")
+    with open(os.path.join(folder, "bench_rq_app.py"), "w") as f:
+        f.write(RQ_APP)
+    env = bench.env()
+    env["PYTHONPATH"] = folder
+    name = f"queuectl-bench-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        subprocess.run([bench.python, "-c", RQ_ENQUEUE, REDIS_URL, name, str(jobs)],
+                       env=env, cwd=folder, check=True)
+        start = time.perf_counter()
+        procs = [subprocess.Popen([bench.python, "-m", "rq.cli", "worker", "--burst", "--quiet",
+                                   "--url", REDIS_URL, name], env=env, cwd=folder,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True) for _ in range(workers)]
+        for proc in procs:
+            proc.wait(timeout=jobs * 0.1 + 60)
+        elapsed = time.perf_counter() - start
+    finally:
+        left = subprocess.run([bench.python, "-c", RQ_CHECK_AND_DELETE, REDIS_URL, name],
+                              env=env, cwd=folder, capture_output=True, text=True)
+    if left.returncode != 0 or left.stdout.strip() != "0":
+        raise RuntimeError(f"rq left jobs not done (queued, failed or started): "
+                           f"{left.stdout.strip() or left.stderr.strip()[-200:]}")
+    return elapsed
 
 
 def tsp_unavailable(bench: Bench) -> str | None:

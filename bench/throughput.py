@@ -25,7 +25,16 @@ from common import (
     sqlite_counts,
     write_jobs,
 )
-from peers import TSP_MAX_QUEUED, huey_drain, huey_unavailable, tsp_drain, tsp_unavailable
+from peers import (
+    RQ_MAX_JOBS,
+    TSP_MAX_QUEUED,
+    huey_drain,
+    huey_unavailable,
+    rq_drain,
+    rq_unavailable,
+    tsp_drain,
+    tsp_unavailable,
+)
 
 COUNTS = (2, 4, 8)
 TARGETS = {2: 0.9, 4: 0.8, 8: 0.8}
@@ -135,6 +144,9 @@ def run(bench: Bench) -> list[Row]:
     tsp_jobs = min(jobs, TSP_MAX_QUEUED)
     if not tsp_missing:
         groups.append([("tsp-2", lambda: tsp_drain(bench, tsp_jobs, 2))])
+    rq_missing, rq_jobs = rq_unavailable(bench), min(jobs, RQ_MAX_JOBS)
+    if not rq_missing:
+        groups.append([("rq-2", lambda: rq_drain(bench, rq_jobs, 2))])
     pg = Postgres(bench)
     pg_missing = pg.unusable()
     pg_elsewhere: list[float] = []
@@ -200,6 +212,9 @@ def run(bench: Bench) -> list[Row]:
         ("huey-2", "Huey: SqliteHuey, 2 process workers, task runs `sh -c true` "
          f"({jobs} tasks)", jobs, huey_missing),
         ("tsp-2", tsp_label, tsp_jobs, tsp_missing),
+        ("rq-2", "RQ: 2 `rq worker --burst` processes (its default worker, a forked work horse "
+         f"per job), task runs `sh -c true` ({rq_jobs} jobs), Redis on this machine", rq_jobs,
+         rq_missing),
     ):
         if missing:
             rows.append(Row("1 throughput (peer)", label, missing))
