@@ -903,13 +903,13 @@ class JobStore:
                 if minute > edge:
                     finished += runs
                     failed += failures
-            whole_edge = minutes.get(edge)
-            if whole_edge is not None and since - edge * 60 < 30:
+            edge_kept = minutes.get(edge)
+            if edge_kept is not None and since - edge * 60 < 30:
                 before = self._finished_between(edge * 60, since)
                 # Clamped: a run kept in the history but never counted (a worker of an older
                 # queuectl, §37) must not make the count negative.
-                finished += max(0, whole_edge[0] - before[0])
-                failed += max(0, whole_edge[1] - before[1])
+                finished += max(0, edge_kept[0] - before[0])
+                failed += max(0, edge_kept[1] - before[1])
             else:
                 inside = self._finished_between(since, (edge + 1) * 60)
                 finished += inside[0]
