@@ -119,6 +119,7 @@ def header(bench: Bench, args, seconds: float) -> list[str]:
     python = _run([bench.python, "-c", "import sys, sqlite3; print(sys.version.split()[0], "
                    "sqlite3.sqlite_version)"]).split()
     huey = _run([bench.python, "-c", "import huey; print(huey.__version__)"]) or "absent"
+    rq = _run([bench.python, "-c", "import rq; print(rq.__version__)"]) or "absent"
     commit = _run(["git", "log", "-1", "--format=%h %s"], cwd=bench.src)
     mode = "quick" if args.quick else "full"
     return [
@@ -129,12 +130,16 @@ def header(bench: Bench, args, seconds: float) -> list[str]:
         f"- code: `{commit}` ({bench.src})",
         f"- machine: {os.cpu_count()} cores, {cpu}, Linux {platform.release()}",
         f"- Python {python[0] if python else '?'}, SQLite {python[1] if len(python) > 1 else '?'}"
-        f" (library linked by that Python), Huey {huey}, "
+        f" (library linked by that Python), Huey {huey}, RQ {rq}, "
         f"task-spooler {'present' if shutil.which('tsp') else 'absent'}",
         f"- rounds: {bench.sizes.rounds} (figures 1-2), {bench.sizes.bulk_rounds} (4), "
         f"{bench.sizes.scale_rounds} (6); values are medians over rounds; each figure "
         "runs back to back with its baseline in every round, and ratios are medians of the "
         "per-round ratios",
+        *([f"- quick sizes: {bench.sizes.throughput_jobs} jobs where the targets are set for "
+           f"{FULL.throughput_jobs:,} (figures 1 and 6), fewer rounds and samples: `worker "
+           "start`'s own start-up weighs more in a short drain, so `met` here is indicative; "
+           "the full run decides"] if args.quick else []),
         "",
     ]
 
@@ -147,6 +152,8 @@ def render(rows: list[Row], bench: Bench, args, seconds: float) -> str:
     ]
     for row in rows:
         met = {True: "yes", False: "**no**", None: "—"}[row.met]
+        if args.quick and row.met is not None:
+            met += " (quick sizes)"
         cells = [row.figure, row.metric, row.value + (f" ({row.note})" if row.note else ""),
                  row.baseline or "—", row.target or "—", met]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
