@@ -104,9 +104,12 @@ RQ_CHECK_AND_DELETE = '''\
 import sys
 from redis import Redis
 from rq import Queue
-queue = Queue(sys.argv[2], connection=Redis.from_url(sys.argv[1]))
+conn = Redis.from_url(sys.argv[1])
+queue = Queue(sys.argv[2], connection=conn)
 left = len(queue) + queue.failed_job_registry.count + queue.started_job_registry.count
 queue.delete(delete_jobs=True)
+for key in conn.scan_iter(f"rq:queue:{sys.argv[2]}:*"):  # RQ's bookkeeping, a day's TTL
+    conn.delete(key)
 print(left)
 '''
 
