@@ -331,6 +331,31 @@ def fmt_s(seconds: float) -> str:
 # -- PostgreSQL -----------------------------------------------------------------------------
 
 
+# The server scratch databases are made on: run.py --pg, profile_worker.py --pg.
+PG_ADMIN_URL = os.environ.get("QUEUECTL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def create_database(admin_url: str, prefix: str = "queuectl_bench") -> str:
+    """A new empty database on the server of `admin_url`; returns its URL."""
+    import secrets
+
+    import psycopg
+
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = admin_url.rpartition("/")
+    return f"{base}/{name}"
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    import psycopg
+
+    name = url.rpartition("/")[2]
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 class Postgres:
     """Scratch databases on a local server, for the figures with a PostgreSQL target."""
 
@@ -361,19 +386,7 @@ class Postgres:
 
     def create(self) -> str:
         """A new empty database; returns its URL."""
-        import secrets
-
-        import psycopg
-
-        name = f"queuectl_bench_{secrets.token_hex(4)}"
-        with psycopg.connect(self.admin_url, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        base, _, _ = self.admin_url.rpartition("/")
-        return f"{base}/{name}"
+        return create_database(self.admin_url)
 
     def drop(self, url: str) -> None:
-        import psycopg
-
-        name = url.rpartition("/")[2]
-        with psycopg.connect(self.admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(self.admin_url, url)

@@ -135,18 +135,21 @@ def rq_drain(bench: Bench, jobs: int, workers: int) -> float:
     env = bench.env()
     env["PYTHONPATH"] = folder
     name = f"queuectl-bench-{os.getpid()}-{time.monotonic_ns()}"
+    procs: list[subprocess.Popen] = []
     try:
         subprocess.run([bench.python, "-c", RQ_ENQUEUE, REDIS_URL, name, str(jobs)],
                        env=env, cwd=folder, check=True)
         start = time.perf_counter()
-        procs = [subprocess.Popen([bench.python, "-m", "rq.cli", "worker", "--burst", "--quiet",
-                                   "--url", REDIS_URL, name], env=env, cwd=folder,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  start_new_session=True) for _ in range(workers)]
+        procs += [subprocess.Popen([bench.python, "-m", "rq.cli", "worker", "--burst", "--quiet",
+                                    "--url", REDIS_URL, name], env=env, cwd=folder,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   start_new_session=True) for _ in range(workers)]
         for proc in procs:
             proc.wait(timeout=jobs * 0.1 + 60)
         elapsed = time.perf_counter() - start
     finally:
+        for proc in procs:  # still running only when the wait above ran out
+            stop_process(proc)
         left = subprocess.run([bench.python, "-c", RQ_CHECK_AND_DELETE, REDIS_URL, name],
                               env=env, cwd=folder, capture_output=True, text=True)
     if left.returncode != 0 or left.stdout.strip() != "0":

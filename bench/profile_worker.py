@@ -15,16 +15,20 @@ from __future__ import annotations
 import argparse
 import os
 import pstats
-import secrets
 import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import ROOT, remove_sqlite, write_jobs  # noqa: E402
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+from common import (  # noqa: E402
+    PG_ADMIN_URL,
+    ROOT,
+    create_database,
+    drop_database,
+    remove_sqlite,
+    write_jobs,
+)
 
 STEPS = [  # (label, file suffix, function name); cumulative time of each
     ("whole job: run_once", "worker.py", "run_once"),
@@ -75,14 +79,18 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--src", default=os.path.join(ROOT, "src"))
-    parser.add_argument("--pg", nargs="?", const=PG_ADMIN, default=None, metavar="URL",
-                        help=f"profile on a scratch database of this server (default {PG_ADMIN})")
+    parser.add_argument("--pg", nargs="?", const=PG_ADMIN_URL, default=None, metavar="URL",
+                        help="profile on a scratch database of this server "
+                        f"(default {PG_ADMIN_URL})")
     args = parser.parse_args()
     env = dict(os.environ, PYTHONPATH=os.path.abspath(args.src))
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     with tempfile.TemporaryDirectory(prefix="queuectl-profile-") as tmp:
         os.chdir(tmp)  # keep the checkout's queuectl.py off sys.path
-        db = scratch_database(args.pg) if args.pg else os.path.join(tmp, "queue.db")
+        if args.pg:
+            db = create_database(args.pg, prefix="queuectl_profile")
+        else:
+            db = os.path.join(tmp, "queue.db")
         try:
             jobs, stats = profile(db, args, env, tmp)
         finally:
@@ -90,22 +98,6 @@ def main() -> int:
                 drop_database(args.pg, db)
     report(stats, jobs, PG_STEPS if args.pg else STEPS)
     return 0
-
-
-def scratch_database(admin_url: str) -> str:
-    import psycopg
-
-    name = f"queuectl_profile_{secrets.token_hex(4)}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    return f"{admin_url.rpartition('/')[0]}/{name}"
-
-
-def drop_database(admin_url: str, url: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)')
 
 
 def profile(db: str, args: argparse.Namespace, env: dict[str, str],

@@ -30,7 +30,7 @@ import overhead  # noqa: E402
 import pickup  # noqa: E402
 import scale  # noqa: E402
 import throughput  # noqa: E402
-from common import BENCH_DIR, FULL, QUICK, ROOT, Bench, Row  # noqa: E402
+from common import BENCH_DIR, FULL, PG_ADMIN_URL, QUICK, ROOT, Bench, Row  # noqa: E402
 
 FIGURES = {
     "1": ("throughput", throughput.run),
@@ -52,8 +52,7 @@ def main() -> int:
                         help="the queuectl source tree to measure (default: this checkout)")
     parser.add_argument("--python", default=sys.executable,
                         help="interpreter for the timed processes (default: this one)")
-    parser.add_argument("--pg", default=os.environ.get(
-        "QUEUECTL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres"),
+    parser.add_argument("--pg", default=PG_ADMIN_URL,
         help="PostgreSQL server URL; scratch databases are created and dropped there")
     parser.add_argument("--no-save", action="store_true", help="print only")
     args = parser.parse_args()
